@@ -1,0 +1,113 @@
+"""RewardLoader and RewardScore."""
+
+from __future__ import annotations
+
+import json
+
+from comfy_api.latest import io, ui
+
+from ..comfy_adapter.folders import reward_files
+from ..rewards.base import RewardError
+from ..rewards.registry import DTYPES, get_spec, reward_names
+from ..rewards.scoring import score_table
+from .types import Reward
+
+NO_FILE = "(none)"
+CATEGORY = "multireward/rewards"
+PROMPT_TOOLTIP = (
+    "The prompt the images were made from, for prompt-based rewards (HPSv2, PickScore, ImageReward, "
+    "CLIP score). Tip: wire one String node into both CLIPTextEncode and this input."
+)
+
+
+class RewardLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_RewardLoader",
+            display_name="Reward Loader",
+            category=CATEGORY,
+            description="Loads a reward (a scorer of images, higher is better) for RewardScore and the "
+            "SRSoup samplers. Weights come only from models/rewards; nothing is downloaded.",
+            inputs=[
+                io.Combo.Input(
+                    "reward_name",
+                    options=reward_names(),
+                    tooltip="Which reward. "
+                    + " ".join(f"{n}: {get_spec(n).description}" for n in reward_names()),
+                ),
+                io.Combo.Input(
+                    "weights_file",
+                    options=[NO_FILE, *reward_files()],
+                    default=NO_FILE,
+                    tooltip="Weights file from models/rewards (or a rewards path in extra_model_paths.yaml). "
+                    "Weight-free rewards such as jpeg_compressibility ignore it.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=list(DTYPES),
+                    default="auto",
+                    tooltip="Precision of a neural reward: auto is fp16 on GPUs that support it, fp32 on CPU.",
+                ),
+            ],
+            outputs=[Reward.Output(display_name="REWARD")],
+        )
+
+    @classmethod
+    def execute(cls, reward_name: str, weights_file: str, dtype: str) -> io.NodeOutput:
+        from ..comfy_adapter.folders import resolve_reward_file
+
+        spec = get_spec(reward_name)
+        path = None
+        if spec.needs_weights:
+            if weights_file == NO_FILE:
+                raise RewardError(
+                    f"weights_file: reward '{reward_name}' needs a weights file "
+                    f"(e.g. {spec.expected_file}) in models/rewards; none was chosen"
+                )
+            path = resolve_reward_file(weights_file)
+        return io.NodeOutput(spec.build(path, dtype))
+
+
+class RewardScore(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_RewardScore",
+            display_name="Reward Score",
+            category=CATEGORY,
+            description="Scores every image with one to four rewards and shows a table per image.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("images", tooltip="The images to score."),
+                Reward.Input("reward", tooltip="A REWARD from Reward Loader."),
+                Reward.Input("reward_2", optional=True),
+                Reward.Input("reward_3", optional=True),
+                Reward.Input("reward_4", optional=True),
+                io.String.Input("prompt", default="", multiline=True, optional=True, tooltip=PROMPT_TOOLTIP),
+            ],
+            outputs=[
+                io.Float.Output(
+                    display_name="scores",
+                    is_output_list=True,
+                    tooltip="Scores of the first reward, one per image.",
+                ),
+                io.String.Output(display_name="table", tooltip="The scores as readable text."),
+                io.String.Output(display_name="json", tooltip="Every reward's scores per image, as JSON."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, reward, reward_2=None, reward_3=None, reward_4=None, prompt="") -> io.NodeOutput:
+        chosen = [r for r in (reward, reward_2, reward_3, reward_4) if r is not None]
+        table = score_table(images, chosen, prompt or "")
+        text = table.as_text()
+        return io.NodeOutput(
+            table.columns[0],
+            text,
+            json.dumps(table.as_dict()),
+            ui=ui.PreviewText(text),
+        )
+
+
+NODES = [RewardLoader, RewardScore]

@@ -1,0 +1,5 @@
+"""The pack's own socket types. Prefixed so they never clash with another pack's."""
+
+from comfy_api.latest import io
+
+Reward = io.Custom("MULTIREWARD_REWARD")

@@ -1,0 +1,193 @@
+"""A real ComfyUI, in this process, with the pack loaded: the base of every node test.
+
+ComfyUI loads a pack under a module name derived from its folder path. Tests want to write
+`from multireward.rewards import base`; an import alias maps `multireward.*` onto the very module
+objects ComfyUI loaded, so a class a test builds is the class the nodes check against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.abc
+import importlib.util
+import os
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+PACK_NAME = "multireward"
+COMFYUI_DIR = Path(os.environ.get("MULTIREWARD_COMFYUI", PACK_ROOT / ".host" / "ComfyUI")).resolve()
+# The name nodes.load_custom_node gives a pack loaded from PACK_ROOT.
+COMFY_MODULE_NAME = str(PACK_ROOT).replace(".", "_x_")
+
+
+class _PackAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolve `multireward.X` to the module ComfyUI knows as `<pack path>.X`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == PACK_NAME or fullname.startswith(PACK_NAME + "."):
+            return importlib.util.spec_from_loader(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        real_name = COMFY_MODULE_NAME + spec.name[len(PACK_NAME) :]
+        return importlib.import_module(real_name)
+
+    def exec_module(self, module):
+        pass  # already executed under its real name
+
+
+def _load_pack_package() -> None:
+    """Import the pack's top-level package under ComfyUI's name (cheap: it imports no ComfyUI)."""
+    if COMFY_MODULE_NAME in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        COMFY_MODULE_NAME, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[COMFY_MODULE_NAME] = module
+    spec.loader.exec_module(module)
+
+
+def install_pack_alias() -> None:
+    _load_pack_package()
+    if not any(isinstance(finder, _PackAlias) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PackAlias())
+
+
+_comfy_base_dir: Path | None = None
+
+
+def prepare_comfy_imports() -> Path:
+    """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported."""
+    global _comfy_base_dir
+    if _comfy_base_dir is not None:
+        return _comfy_base_dir
+    if not (COMFYUI_DIR / "main.py").exists():
+        raise RuntimeError(
+            f"no ComfyUI host at {COMFYUI_DIR}; run `python3 scripts/install_host.py` first "
+            "(or set MULTIREWARD_COMFYUI to a ComfyUI folder)"
+        )
+    _comfy_base_dir = Path(tempfile.mkdtemp(prefix="multireward-comfy-"))
+    if str(COMFYUI_DIR) not in sys.path:
+        sys.path.insert(0, str(COMFYUI_DIR))
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    from comfy.cli_args import args
+
+    args.cpu = True
+    args.base_directory = str(_comfy_base_dir)
+    args.disable_auto_launch = True
+    # `utils` must be ComfyUI's utils package, imported before nodes.py puts comfy/ on sys.path.
+    import utils.extra_config  # noqa: F401
+
+    return _comfy_base_dir
+
+
+class _SilentServer:
+    """What PromptExecutor needs of a server: it records the messages instead of sending them."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages: list[tuple[str, dict]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+@dataclass
+class GraphResult:
+    success: bool
+    outputs: dict = field(default_factory=dict)  # node id -> per output slot, the list of its values
+    ui: dict = field(default_factory=dict)
+    error: dict | None = None
+    messages: list = field(default_factory=list)
+
+    def output(self, node_id: str, index: int = 0):
+        """The value of one output slot (the first, for a list output)."""
+        return self.outputs[str(node_id)][index][0]
+
+    def output_list(self, node_id: str, index: int = 0) -> list:
+        return list(self.outputs[str(node_id)][index])
+
+
+class ValidationFailed(AssertionError):
+    pass
+
+
+class ComfyHost:
+    """ComfyUI's node registry with the pack loaded, and a runner for API-format graphs."""
+
+    def __init__(self):
+        self.base_dir = prepare_comfy_imports()
+        import folder_paths
+
+        import nodes
+
+        self.nodes = nodes
+        self.folder_paths = folder_paths
+        asyncio.run(self._load())
+        install_pack_alias()
+
+    async def _load(self):
+        await self.nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False)
+        if not await self.nodes.load_custom_node(str(PACK_ROOT)):
+            raise RuntimeError("ComfyUI failed to load the multireward pack (see the log above)")
+
+    def models_dir(self, folder: str) -> Path:
+        path = Path(self.folder_paths.get_folder_paths(folder)[0])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def validate(self, graph: dict):
+        import execution
+
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), graph, None))
+
+    def run(self, graph: dict, expect_success: bool = True) -> GraphResult:
+        import execution
+
+        valid, error, outputs, node_errors = self.validate(graph)
+        if not valid:
+            if expect_success:
+                raise ValidationFailed(f"graph did not validate: {error} {node_errors}")
+            return GraphResult(False, error={"validation": error, "node_errors": node_errors})
+        server = _SilentServer()
+        executor = execution.PromptExecutor(
+            server, cache_type=execution.CacheType.NONE, cache_args={"lru": 0, "ram": 0}
+        )
+        prompt_id = str(uuid.uuid4())
+        # Keep every node's outputs so tests can read them (CacheType.NONE drops them otherwise).
+        captured: dict[str, list] = {}
+        original_set = executor.caches.outputs.set
+
+        def capture(node_id, value):
+            captured[str(node_id)] = value.outputs
+            return original_set(node_id, value)
+
+        executor.caches.outputs.set = capture
+        executor.execute(graph, prompt_id, {}, outputs)
+        error = None
+        for event, data in executor.status_messages:
+            if event in ("execution_error", "execution_interrupted"):
+                error = {"event": event, **data}
+        result = GraphResult(
+            success=executor.success and error is None,
+            outputs=captured,
+            ui=executor.history_result.get("outputs", {}),
+            error=error,
+            messages=executor.status_messages,
+        )
+        if expect_success and not result.success:
+            raise AssertionError(f"graph failed: {error}")
+        return result

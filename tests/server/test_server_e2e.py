@@ -1,0 +1,83 @@
+"""End to end: a real ComfyUI server with the pack, driven over HTTP like the frontend does."""
+
+from __future__ import annotations
+
+import pytest
+from server_harness import ComfyServer, error_message
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ComfyServer() as running:
+        yield running
+    assert running.process.poll() is not None, "the server was not stopped"
+
+
+def score_graph(reward_name="jpeg_compressibility", image_node=None) -> dict:
+    return {
+        "1": image_node
+        or {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 2, "color": 0x808080},
+        },
+        "2": {
+            "class_type": "MultiReward_RewardLoader",
+            "inputs": {"reward_name": reward_name, "weights_file": "(none)", "dtype": "auto"},
+        },
+        "3": {
+            "class_type": "MultiReward_RewardScore",
+            "inputs": {"images": ["1", 0], "reward": ["2", 0], "prompt": ""},
+        },
+    }
+
+
+def test_pack_loads_without_import_failures(server):
+    log = server.log()
+    assert "IMPORT FAILED" not in "\n".join(line for line in log.splitlines() if "multireward" in line), log
+    info = server.get("/object_info/MultiReward_RewardScore")
+    assert info["MultiReward_RewardScore"]["category"] == "multireward/rewards"
+
+
+def test_scores_come_back_through_the_server(server):
+    entry = server.run(score_graph())
+    assert entry["status"]["status_str"] == "success"
+    text = entry["outputs"]["3"]["text"][0]
+    lines = text.splitlines()
+    assert lines[0].split()[-1] == "jpeg_compressibility"
+    assert len(lines) == 3  # header + two images
+    assert all(float(line.split()[-1]) < 0 for line in lines[1:])
+
+
+@pytest.mark.parametrize(
+    ("graph_change", "expected"),
+    [
+        ({"reward_name": "no_such_reward"}, "reward_name"),
+        ({"image_node": {"class_type": "MultiRewardTest_EmptyImages", "inputs": {}}}, "empty image batch"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_the_server_goes_on(server, graph_change, expected):
+    entry = server.run(score_graph(**graph_change))
+    assert entry["status"]["status_str"] == "error"
+    assert expected in error_message(entry)
+    follow_up = server.run(
+        score_graph(
+            image_node={
+                "class_type": "EmptyImage",
+                "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 7},
+            }
+        )
+    )
+    assert follow_up["status"]["status_str"] == "success"
+
+
+def test_non_image_input_is_refused_at_validation_naming_the_input(server):
+    graph = score_graph()
+    graph["4"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    graph["3"]["inputs"]["images"] = ["4", 0]
+    status, body = server.queue_prompt(graph)
+    assert status == 400
+    errors = body["node_errors"]["3"]["errors"]
+    assert any(error["extra_info"].get("input_name") == "images" for error in errors), errors
+    assert server.run(score_graph())["status"]["status_str"] == "success"

@@ -1,0 +1,64 @@
+"""Test-only nodes that hand the in-memory tiny models to graphs run by the in-process host.
+
+They are registered into ComfyUI's node table by the `comfy` fixture, never shipped with the pack.
+"""
+
+from __future__ import annotations
+
+import tiny_models
+
+
+class TinySD15:
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 1000})}}
+
+    def load(self, seed):
+        return tiny_models.tiny_sd15(seed)
+
+
+class TinyFlow:
+    RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "VAE")
+    RETURN_NAMES = ("model", "positive", "negative", "vae")
+    FUNCTION = "load"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 1000})}}
+
+    def load(self, seed):
+        return tiny_models.tiny_flow(seed)
+
+
+class EmptyImages:
+    """An IMAGE batch of zero images: no stock node makes one, but other packs can."""
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def make(self):
+        import torch
+
+        return (torch.zeros(0, 64, 64, 3),)
+
+
+TEST_NODES = {
+    "MultiRewardTest_TinySD15": TinySD15,
+    "MultiRewardTest_TinyFlow": TinyFlow,
+    "MultiRewardTest_EmptyImages": EmptyImages,
+}
+NODE_CLASS_MAPPINGS = TEST_NODES
+
+
+def register(host) -> None:
+    host.nodes.NODE_CLASS_MAPPINGS.update(TEST_NODES)

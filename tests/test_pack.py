@@ -1,0 +1,82 @@
+"""The pack as ComfyUI sees it: registration, folders, cheap import, layering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import harness
+
+
+def test_pack_registers_its_nodes(comfy):
+    mappings = comfy.nodes.NODE_CLASS_MAPPINGS
+    for node_id in ("MultiReward_RewardLoader", "MultiReward_RewardScore"):
+        assert node_id in mappings, node_id
+    assert comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS["MultiReward_RewardLoader"] == "Reward Loader"
+
+
+def test_web_directory_is_registered(comfy):
+    web_dirs = {str(v) for v in comfy.nodes.EXTENSION_WEB_DIRS.values()}
+    assert str(harness.PACK_ROOT / "js") in web_dirs
+
+
+def test_rewards_folder_is_registered_under_models(comfy):
+    paths = comfy.folder_paths.get_folder_paths("rewards")
+    assert paths[0] == str(comfy.base_dir / "models" / "rewards")
+    assert ".safetensors" in comfy.folder_paths.folder_names_and_paths["rewards"][1]
+
+
+def test_rewards_folder_keeps_paths_from_extra_model_paths(comfy, tmp_path):
+    from multireward.comfy_adapter.folders import register_rewards_folder
+
+    entries = comfy.folder_paths.folder_names_and_paths
+    saved = entries["rewards"]
+    try:
+        # What extra_model_paths.yaml leaves behind when a user names a rewards folder.
+        user_folder = str(tmp_path / "my_rewards")
+        entries["rewards"] = ([user_folder], set())
+        register_rewards_folder()
+        paths, extensions = entries["rewards"]
+        assert paths[0] == user_folder
+        assert str(comfy.base_dir / "models" / "rewards") in paths
+        assert {".safetensors", ".pt"} <= extensions
+    finally:
+        entries["rewards"] = saved
+
+
+def test_importing_the_pack_loads_no_model_and_no_torch():
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location(
+            "pack", {str(harness.PACK_ROOT / "__init__.py")!r},
+            submodule_search_locations=[{str(harness.PACK_ROOT)!r}])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["pack"] = module
+        spec.loader.exec_module(module)
+        heavy = [m for m in ("torch", "comfy", "open_clip", "transformers") if m in sys.modules]
+        print(heavy)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_sampling_maths_never_imports_comfyui():
+    code = textwrap.dedent(
+        f"""
+        import importlib, importlib.util, pkgutil, sys
+        spec = importlib.util.spec_from_file_location(
+            "pack", {str(harness.PACK_ROOT / "__init__.py")!r},
+            submodule_search_locations=[{str(harness.PACK_ROOT)!r}])
+        sys.modules["pack"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["pack"])
+        import pack.sampling_math as maths
+        for info in pkgutil.iter_modules(maths.__path__):
+            importlib.import_module("pack.sampling_math." + info.name)
+        print([m for m in sys.modules if m == "comfy" or m.startswith(("comfy.", "folder_paths", "nodes"))])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
