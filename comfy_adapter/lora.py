@@ -1,0 +1,168 @@
+"""LoRA variants of one model for Diffusion Blend: read by ComfyUI's own LoRA code, merged once per run.
+
+A LoRA is loaded exactly as the stock LoraLoader loads it (comfy.utils.load_torch_file,
+comfy.lora_convert.convert_lora, comfy.lora.load_lora with the model's key map), so every LoRA
+format ComfyUI understands works. The merged weight of a variant is computed as ComfyUI's
+ModelPatcher computes it when a LoraLoader clone loads (calculate_weight over the model's own patches
+plus the LoRA's, from the original weight, then ComfyUI's rounding), so one variant alone gives the
+stock LoraLoader's image bit for bit.
+
+Why not clones of the ModelPatcher: clones share the nn.Module, so alternating them per step
+re-merges every step. Instead the merged weights of every variant are computed once per sampling run
+and swapped in by replacing the Parameter objects (a pointer swap, no copy) around each model call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import comfy.float
+import comfy.lora
+import comfy.lora_convert
+import comfy.model_management
+import comfy.utils
+import folder_paths
+import torch
+from comfy.model_patcher import LowVramPatch, get_key_weight, string_to_seed
+
+LORAS_FOLDER = "loras"
+NO_LORA = "(none)"
+
+
+class LoraBlendError(ValueError):
+    """A LoRA could not be used for blending: the message names the file and the reason."""
+
+
+def lora_files() -> list[str]:
+    return folder_paths.get_filename_list(LORAS_FOLDER)
+
+
+def resolve_lora_file(name: str, input_name: str) -> str:
+    path = folder_paths.get_full_path(LORAS_FOLDER, name)
+    if path is None:
+        searched = ", ".join(folder_paths.get_folder_paths(LORAS_FOLDER)) or "(no loras folder registered)"
+        raise FileNotFoundError(
+            f"{input_name}: LoRA file '{name}' was not found; searched the loras folders: {searched}"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class LoraVariant:
+    """One LoRA as patch entries per model key, in ModelPatcher.add_patches' entry format."""
+
+    name: str
+    patches: dict[str, list[tuple]]
+
+
+def _read_lora_file(path: str, name: str, input_name: str) -> dict[str, torch.Tensor]:
+    try:
+        return comfy.utils.load_torch_file(path, safe_load=True)
+    except Exception as error:  # a corrupt or foreign file: say which one
+        raise LoraBlendError(f"{input_name}: could not read LoRA file '{name}': {error}") from error
+
+
+def load_lora_variant(model_patcher, name: str, input_name: str, strength: float = 1.0) -> LoraVariant:
+    """Read a LoRA for this model as LoraLoader would; refuse one that matches none of its weights."""
+    path = resolve_lora_file(name, input_name)
+    state = comfy.lora_convert.convert_lora(_read_lora_file(path, name, input_name))
+    key_map = comfy.lora.model_lora_keys_unet(model_patcher.model, {})
+    loaded = comfy.lora.load_lora(state, key_map, log_missing=False)
+    model_keys = set(model_patcher.model.state_dict().keys())
+    patches: dict[str, list[tuple]] = {}
+    for lora_key, adapter in loaded.items():
+        key, offset, function = _split_patch_key(lora_key)
+        if key in model_keys:
+            patches.setdefault(key, []).append((strength, adapter, 1.0, offset, function))
+    if not patches:
+        examples = ", ".join(sorted(state.keys())[:3])
+        raise LoraBlendError(
+            f"{input_name}: LoRA '{name}' matches none of this model's weights ({len(state)} tensors in the "
+            f"file, e.g. {examples}); it was probably made for another model architecture"
+        )
+    unmatched = len(loaded) - sum(len(p) for p in patches.values())
+    if unmatched:
+        logging.warning("multireward blend: %d patches of LoRA '%s' match no weight of this model", unmatched, name)
+    return LoraVariant(name=name, patches=patches)
+
+
+def _split_patch_key(lora_key) -> tuple[str, tuple | None, object]:
+    """ComfyUI patch keys are a weight name or (name, offset[, function]) for fused weights."""
+    if isinstance(lora_key, str):
+        return lora_key, None, None
+    return lora_key[0], lora_key[1], lora_key[2] if len(lora_key) > 2 else None
+
+
+def _original_weight(model_patcher, key: str) -> torch.Tensor:
+    """The weight before the ModelPatcher merged its own patches (what LoraLoader merges from)."""
+    backup = model_patcher.backup.get(key)
+    if backup is not None:
+        return backup.weight
+    weight, _, _ = get_key_weight(model_patcher.model, key)
+    return weight
+
+
+def merged_weight(model_patcher, key: str, extra_patches: list[tuple]) -> torch.nn.Parameter:
+    """Weight `key` with the model's own patches and then `extra_patches`, as ModelPatcher merges it."""
+    current, set_func, convert_func = get_key_weight(model_patcher.model, key)
+    if set_func is not None or convert_func is not None:
+        raise LoraBlendError(
+            f"weight '{key}' is stored in a quantized/packed format; Diffusion Blend needs plain "
+            "floating-point weights (load a non-quantized checkpoint)"
+        )
+    original = _original_weight(model_patcher, key)
+    work = comfy.model_management.cast_to_device(original, current.device, torch.float32, copy=True)
+    patches = list(model_patcher.patches.get(key, [])) + list(extra_patches)
+    out = comfy.lora.calculate_weight(patches, work, key)
+    out = comfy.float.stochastic_rounding(out, current.dtype, seed=string_to_seed(key))
+    return torch.nn.Parameter(out, requires_grad=False)
+
+
+class VariantWeights:
+    """Merged weights of every variant, computed once, swapped into the shared module per call."""
+
+    def __init__(self, model_patcher, variants: list[LoraVariant]):
+        self.model_patcher = model_patcher
+        self.variants = variants
+        self.merged: list[dict[str, torch.nn.Parameter]] = [
+            {key: merged_weight(model_patcher, key, patches) for key, patches in variant.patches.items()}
+            for variant in variants
+        ]
+
+    def release(self) -> None:
+        self.merged = []
+
+    @contextlib.contextmanager
+    def swapped_in(self, index: int):
+        """Run the model with variant `index`'s weights, then put the model's own weights back."""
+        model = self.model_patcher.model
+        previous: dict[str, object] = {}
+        lowvram_functions: list[tuple[object, str, list]] = []
+        try:
+            for key, parameter in self.merged[index].items():
+                lowvram_functions.extend(_suspend_lowvram_patches(model, key))
+                previous[key] = comfy.utils.set_attr(model, key, parameter)
+            yield
+        finally:
+            for key, parameter in previous.items():
+                comfy.utils.set_attr(model, key, parameter)
+            for module, attribute, functions in lowvram_functions:
+                setattr(module, attribute, functions)
+
+
+def _suspend_lowvram_patches(model, key: str) -> list[tuple[object, str, list]]:
+    """A partially loaded module merges its patches at cast time (LowVramPatch); our merged weight
+    already holds them, so they are taken off while the variant runs and restored afterwards."""
+    module_name, _, attribute = key.rpartition(".")
+    module = comfy.utils.get_attr(model, module_name) if module_name else model
+    function_attribute = f"{attribute}_function"
+    functions = getattr(module, function_attribute, None)
+    if not functions:
+        return []
+    kept = [f for f in functions if not isinstance(f, LowVramPatch)]
+    if len(kept) == len(functions):
+        return []
+    setattr(module, function_attribute, kept)
+    return [(module, function_attribute, functions)]

@@ -1,0 +1,151 @@
+"""Fixtures for the Diffusion Blend node tests: tiny LoRAs in ComfyUI's key format, and graphs."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+LORA_RANK = 4
+
+
+def tiny_unet_lora(seed: int, scale: float = 0.6, include_convs: bool = True) -> dict[str, torch.Tensor]:
+    """A rank-4 LoRA (kohya "lora_unet_" keys, with alpha) for every linear and conv of the tiny UNet.
+
+    Convs get LoCon-style factors (a k x k down conv, a 1 x 1 up conv). The scale is large enough that
+    different LoRAs give clearly different images from the random tiny model.
+    """
+    import tiny_models
+
+    model = tiny_models.tiny_sd15(0)[0].model
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for key, weight in model.state_dict().items():
+        if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
+            continue
+        if weight.ndim == 4 and not include_convs:
+            continue
+        if weight.ndim not in (2, 4):
+            continue
+        name = "lora_unet_" + key[len("diffusion_model.") : -len(".weight")].replace(".", "_")
+        out_features, in_features = weight.shape[0], weight.shape[1]
+        kernel = tuple(weight.shape[2:])
+        down = torch.randn((LORA_RANK, in_features, *kernel), generator=generator) * scale / in_features**0.5
+        up = torch.randn((out_features, LORA_RANK, *(1,) * len(kernel)), generator=generator) * scale
+        state[f"{name}.lora_down.weight"] = down.contiguous()
+        state[f"{name}.lora_up.weight"] = up.contiguous()
+        state[f"{name}.alpha"] = torch.tensor(float(LORA_RANK))
+    return state
+
+
+def foreign_lora() -> dict[str, torch.Tensor]:
+    """A Flux-style LoRA: none of its keys exist in an SD1.5 UNet."""
+    generator = torch.Generator().manual_seed(99)
+    state = {}
+    for block in range(2):
+        name = f"lora_unet_double_blocks_{block}_img_attn_qkv"
+        state[f"{name}.lora_down.weight"] = torch.randn((4, 3072), generator=generator)
+        state[f"{name}.lora_up.weight"] = torch.randn((9216, 4), generator=generator)
+    return state
+
+
+@dataclass(frozen=True)
+class BlendLoras:
+    a: str
+    b: str
+    c: str
+    foreign: str
+
+
+@pytest.fixture(scope="session")
+def blend_loras(comfy) -> BlendLoras:
+    from safetensors.torch import save_file
+
+    folder = comfy.models_dir("loras")
+    files = {
+        "blend_test_a.safetensors": tiny_unet_lora(1),
+        "blend_test_b.safetensors": tiny_unet_lora(2),
+        "blend_test_c.safetensors": tiny_unet_lora(3, include_convs=False),
+        "blend_test_foreign.safetensors": foreign_lora(),
+    }
+    for name, state in files.items():
+        save_file(state, str(folder / name))
+    return BlendLoras(*files.keys())
+
+
+def sampling_graph(
+    model_nodes: dict,
+    model_ref: list,
+    *,
+    steps: int = 4,
+    sampler: str = "euler",
+    scheduler: str = "normal",
+    seed: int = 7,
+    cfg: float = 5.0,
+    batch: int = 1,
+) -> dict:
+    """Tiny SD1.5 (node "1"), prompts, an empty 64x64 latent, a stock KSampler ("ks") fed by
+    `model_ref`, and a decode + preview so the graph has an output."""
+    graph = {
+        "1": {"class_type": "MultiRewardTest_TinySD15", "inputs": {"seed": 0}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red apple", "clip": ["1", 1]}},
+        "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "lat": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
+        "ks": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": model_ref,
+                "seed": seed,
+                "steps": steps,
+                "cfg": cfg,
+                "sampler_name": sampler,
+                "scheduler": scheduler,
+                "positive": ["pos", 0],
+                "negative": ["neg", 0],
+                "latent_image": ["lat", 0],
+                "denoise": 1.0,
+            },
+        },
+        "dec": {"class_type": "VAEDecode", "inputs": {"samples": ["ks", 0], "vae": ["1", 2]}},
+        "out": {"class_type": "PreviewImage", "inputs": {"images": ["dec", 0]}},
+    }
+    graph.update(model_nodes)
+    return graph
+
+
+def lora_slots(names: list[str], weights: list[float]) -> dict:
+    """lora_1..lora_4 / weight_1..weight_4 inputs, empty slots as "(none)"."""
+    inputs = {}
+    for slot in range(1, 5):
+        inputs[f"lora_{slot}"] = names[slot - 1] if slot <= len(names) else "(none)"
+        inputs[f"weight_{slot}"] = weights[slot - 1] if slot <= len(weights) else 1.0
+    return inputs
+
+
+def sampled_latent(result) -> torch.Tensor:
+    return result.output("ks", 0)["samples"]
+
+
+def independent_lora_model(host, lora_name: str):
+    """A deep copy of the tiny model with the LoRA merged by ComfyUI's stock LoRA path.
+
+    Its own module, so a reference blend can call it and the base model in the same step.
+    """
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.utils
+    import tiny_models
+
+    base = tiny_models.tiny_sd15(0)[0]
+    module = copy.deepcopy(base.model)
+    device = comfy.model_management.get_torch_device()
+    patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=device)
+    path = host.models_dir("loras") / lora_name
+    lora_state = comfy.utils.load_torch_file(str(path), safe_load=True)
+    patched, _ = comfy.sd.load_lora_for_models(patcher, None, lora_state, 1.0, 0.0)
+    patched.patch_model()
+    module.current_patcher = patched
+    return module
