@@ -167,7 +167,9 @@ def _current_run(spec: BlendSpec, args) -> BlendRun:
     # Called outside a sampler run (no wrapper ran): correct but merges weights for this call only.
     schedule = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
     sigma = float(args["sigma"].flatten()[0])
-    run = BlendRun(spec, [float(s) for s in schedule] if schedule is not None else [sigma, 0.0], completed_steps=None)
+    run = BlendRun(
+        spec, [float(s) for s in schedule] if schedule is not None else [sigma, 0.0], completed_steps=None
+    )
     if spec.stochastic is not None:
         run.choices = stochastic_choices(spec.stochastic.weights, len(run.schedule) - 1, spec.stochastic.seed)
     return run
@@ -207,7 +209,9 @@ def _blended_evaluation(plan: BlendPlan, run: BlendRun, model_patcher, args, eva
     return blended
 
 
-def sample_with_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise):
+def sample_with_ksampler(
+    model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise
+):
     """Sample as the stock KSampler node does (noise, preview callback, progress) with `model`."""
     import nodes
 

@@ -84,7 +84,9 @@ def load_lora_variant(model_patcher, name: str, input_name: str, strength: float
         )
     unmatched = len(loaded) - sum(len(p) for p in patches.values())
     if unmatched:
-        logging.warning("multireward blend: %d patches of LoRA '%s' match no weight of this model", unmatched, name)
+        logging.warning(
+            "multireward blend: %d patches of LoRA '%s' match no weight of this model", unmatched, name
+        )
     return LoraVariant(name=name, patches=patches)
 
 

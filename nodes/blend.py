@@ -89,7 +89,10 @@ def _blend_weights(weights: list[float], weight_names: list[str], normalise: boo
         simplex = normalise_onto_simplex(weights, names=names)
         if is_on_simplex(weights):
             return simplex, f"weights {_format_weights(weights)} are on the simplex"
-        return simplex, f"weights {_format_weights(weights)} normalised onto the simplex: {_format_weights(simplex)}"
+        return (
+            simplex,
+            f"weights {_format_weights(weights)} normalised onto the simplex: {_format_weights(simplex)}",
+        )
     values = validate_weights(weights, allow_negative=True, names=names)
     if is_on_simplex(values):
         return values, f"weights {_format_weights(values)} used as given (they are on the simplex)"
@@ -136,7 +139,9 @@ def _blend_option_inputs() -> list:
     ]
 
 
-DB_WEIGHT_TOOLTIP = "Weight of this LoRA's prediction in the blend (normalised unless normalise_weights is off)."
+DB_WEIGHT_TOOLTIP = (
+    "Weight of this LoRA's prediction in the blend (normalised unless normalise_weights is off)."
+)
 
 
 class DiffusionBlend(io.ComfyNode):
@@ -193,8 +198,20 @@ class DiffusionBlendSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
-        normalise_weights: bool, blend_lambda: float, **loras,
+        cls,
+        model,
+        positive,
+        negative,
+        latent_image,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        denoise,
+        normalise_weights: bool,
+        blend_lambda: float,
+        **loras,
     ) -> io.NodeOutput:
         patched, summary = build_diffusion_blend(model, loras, normalise_weights, blend_lambda)
         latent = sample_with_ksampler(
@@ -219,7 +236,8 @@ class LoRAStochasticMixer(io.ComfyNode):
             display_name="LoRA Stochastic Mixer (DB-MPA-LS)",
             category=CATEGORY,
             description="At every denoising step uses one LoRA, drawn from the weights with a generator "
-            "seeded by this node (the same LoRA for the whole batch and both CFG halves). " + LS_STEPS_TOOLTIP,
+            "seeded by this node (the same LoRA for the whole batch and both CFG halves). "
+            + LS_STEPS_TOOLTIP,
             inputs=[
                 io.Model.Input("model", tooltip=MODEL_TOOLTIP),
                 *_lora_slot_inputs(
@@ -242,7 +260,8 @@ class LoRAStochasticMixer(io.ComfyNode):
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
                     control_after_generate=True,
-                    tooltip="Seeds the per-step LoRA draws only (not the sampling noise). " + LS_STEPS_TOOLTIP,
+                    tooltip="Seeds the per-step LoRA draws only (not the sampling noise). "
+                    + LS_STEPS_TOOLTIP,
                 ),
             ],
             outputs=[io.Model.Output(display_name="MODEL"), io.String.Output(display_name="summary")],
@@ -282,9 +301,13 @@ def stochastic_mixer_weights(
     draw = [blend_lambda * w for w in simplex] + [1.0 - blend_lambda]
     sentence = f"draw probabilities {_format_weights(simplex)}"
     if not is_on_simplex(weights):
-        sentence = f"weights {_format_weights(weights)} normalised onto the simplex: {_format_weights(simplex)}"
+        sentence = (
+            f"weights {_format_weights(weights)} normalised onto the simplex: {_format_weights(simplex)}"
+        )
     if blend_lambda < 1.0:
-        sentence += f", scaled by lambda {blend_lambda:g} (base model drawn with probability {1 - blend_lambda:.4g})"
+        sentence += (
+            f", scaled by lambda {blend_lambda:g} (base model drawn with probability {1 - blend_lambda:.4g})"
+        )
     return draw, sentence
 
 

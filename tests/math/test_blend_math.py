@@ -196,7 +196,9 @@ def _toy_sample(steps: int, stochastic: bool, eta: float, samples: int = 4000, d
     schedule = _toy_schedule(steps)
     x = torch.randn(samples, dims, generator=generator, dtype=torch.float64) * schedule[0]
     for sigma, sigma_next in itertools.pairwise(schedule):
-        predictions = [_gaussian_denoiser(x, sigma, m, v) for m, v in zip(TOY_MEANS, TOY_VARIANCES, strict=True)]
+        predictions = [
+            _gaussian_denoiser(x, sigma, m, v) for m, v in zip(TOY_MEANS, TOY_VARIANCES, strict=True)
+        ]
         if stochastic:
             pick_second = torch.rand(samples, 1, generator=generator, dtype=torch.float64) >= TOY_WEIGHTS[0]
             denoised = torch.where(pick_second, predictions[1], predictions[0])
