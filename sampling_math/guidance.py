@@ -1,0 +1,214 @@
+"""Multi-reward guided sampling: weighted sum, Sample Reward Soups, and single-reward chains.
+
+All L chains start from the same x_T and share one set of candidate noises z_1..z_N per step.
+The loop knows nothing of ComfyUI: it asks `denoise` for denoised predictions of a batch of
+latents at a noise level, and `score` for rewards of look-ahead predictions; the adapter
+implements both (CFG model, VAE decode, reward models, chunking, interrupt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .ancestral import AncestralStep, ancestral_step
+from .ledger import QueryLedger
+from .search_gradient import (
+    CORRECTIONS,
+    correction_divisor,
+    search_direction,
+    shell_step,
+    soup_noises,
+    zscores,
+)
+from .weights import exemplar_indices
+
+MODES = ("srsoup", "weighted_sum", "single")
+
+#: denoise(latents [B, ...], sigma) -> denoised [B, ...]
+Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+#: score(look-ahead denoised [B, ...], needed [B, M] bool) -> scores [B, M] (NaN where not needed)
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: callback(step index, chains [L, ...], denoised [L, ...])
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+class GuidanceError(ValueError):
+    """Settings that cannot run; the message names the input and what is allowed."""
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    weights: torch.Tensor  # [L, M] rows on the simplex, one-hot rows included
+    mode: str = "srsoup"
+    candidates: int = 30  # N: reward queries per chain per step
+    soup_steps: int = 20  # K: the first K guided steps use soups (srsoup mode)
+    guided_start: int = 0  # first guided step index
+    guided_end: int | None = None  # one past the last guided step index (None: to the end)
+    correction: str = "divided_by_s"
+    seed: int = 0
+    eta: float = 1.0
+
+    @property
+    def num_rewards(self) -> int:
+        return self.weights.shape[1]
+
+    def chain_weights(self) -> torch.Tensor:
+        """The rows that become chains: single mode keeps only the one-hot (exemplar) rows."""
+        if self.mode == "single":
+            return self.weights[exemplar_indices(self.weights)]
+        return self.weights
+
+
+def guided_step_indices(sigmas: torch.Tensor, settings: GuidanceSettings, flow: bool) -> list[int]:
+    """Steps that are guided: inside the guided range and with noise left to guide."""
+    last = len(sigmas) - 1
+    end = last if settings.guided_end is None else min(settings.guided_end, last)
+    return [
+        i
+        for i in range(max(settings.guided_start, 0), end)
+        if ancestral_step(sigmas[i], sigmas[i + 1], flow, settings.eta).has_noise
+    ]
+
+
+def validate_settings(settings: GuidanceSettings, sigmas: torch.Tensor, flow: bool) -> list[int]:
+    """Check settings before any model work; returns the guided step indices."""
+    if settings.mode not in MODES:
+        raise GuidanceError(f"mode: unknown '{settings.mode}'; allowed: {', '.join(MODES)}")
+    if settings.correction not in CORRECTIONS:
+        raise GuidanceError(f"correction: unknown '{settings.correction}'; allowed: {', '.join(CORRECTIONS)}")
+    if settings.candidates < 2:
+        raise GuidanceError(
+            f"candidates (N) must be at least 2 to compare rewards, got {settings.candidates}"
+        )
+    if settings.weights.ndim != 2 or settings.weights.shape[0] < settings.num_rewards:
+        raise GuidanceError("weights: need at least one weight row per reward")
+    if settings.guided_end is not None and settings.guided_end <= settings.guided_start:
+        raise GuidanceError(
+            f"guided steps: end ({settings.guided_end}) must be after start ({settings.guided_start})"
+        )
+    guided = guided_step_indices(sigmas, settings, flow)
+    if settings.mode == "srsoup" and not 0 <= settings.soup_steps <= len(guided):
+        raise GuidanceError(
+            f"soup_steps (K) is {settings.soup_steps} but there are only {len(guided)} guided steps "
+            "(the last step has no noise and is never guided); choose K between 0 and the guided steps"
+        )
+    return guided
+
+
+def guided_sample(
+    denoise: Denoiser,
+    score: Scorer,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    settings: GuidanceSettings,
+    flow: bool,
+    callback: StepCallback | None = None,
+) -> tuple[torch.Tensor, QueryLedger]:
+    """Run the guided sampler from x (one latent, [1, ...] or [...]) over `sigmas`.
+
+    Returns the final chains [L, ...] (one per chain weight row, in row order) and the ledger.
+    """
+    guided = set(validate_settings(settings, sigmas, flow))
+    weights = settings.chain_weights().to(torch.float64)
+    chains = x.reshape(1, *x.shape[-3:]).expand(weights.shape[0], *x.shape[-3:]).clone()
+    noise = NoiseSource(settings.seed, chains.shape[1:], chains.dtype, chains.device)
+    ledger = QueryLedger(settings.num_rewards)
+    guided_so_far = 0
+    for i in range(len(sigmas) - 1):
+        step = ancestral_step(sigmas[i], sigmas[i + 1], flow, settings.eta)
+        denoised = denoise(chains, step.sigma)
+        means = step.mean(chains, denoised)
+        fresh = noise.draw(1)[0]  # drawn every step so the stream never depends on the rewards
+        if not step.has_noise:
+            chains = means
+        elif i not in guided:
+            chains = means + step.noise_scale * fresh
+        else:
+            soup = settings.mode == "srsoup" and guided_so_far < settings.soup_steps
+            candidate_noises = noise.draw(settings.candidates)
+            stepper = soup_step if soup else weighted_sum_step
+            chains = stepper(
+                denoise, score, step, means, weights, candidate_noises, fresh, ledger, i, settings, flow
+            )
+            guided_so_far += 1
+        if callback is not None:
+            callback(i, chains, denoised)
+    return chains, ledger
+
+
+class NoiseSource:
+    """Gaussian noise from a generator seeded by the node's seed, drawn on the CPU so that the
+    same seed gives the same images on every device."""
+
+    def __init__(self, seed: int, shape: torch.Size, dtype: torch.dtype, device: torch.device):
+        self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        self.shape, self.dtype, self.device = tuple(shape), dtype, device
+
+    def draw(self, count: int) -> torch.Tensor:
+        sample = torch.randn((count, *self.shape), generator=self.generator, dtype=torch.float32)
+        return sample.to(device=self.device, dtype=self.dtype)
+
+
+def lookahead_scores(
+    denoise: Denoiser,
+    score: Scorer,
+    step: AncestralStep,
+    origins: torch.Tensor,
+    noises: torch.Tensor,
+    needed: torch.Tensor,
+) -> torch.Tensor:
+    """Rewards of the candidates origins[c] + s z_n, judged on their look-ahead x0 at sigma_next.
+
+    Returns [C, N, M]; needed is [C, M] (which rewards each origin's candidates need).
+    """
+    count, num = origins.shape[0], noises.shape[0]
+    candidates = origins.unsqueeze(1) + step.noise_scale * noises.unsqueeze(0)
+    lookahead = denoise(candidates.reshape(count * num, *origins.shape[1:]), step.sigma_next)
+    mask = needed.unsqueeze(1).expand(count, num, needed.shape[1]).reshape(count * num, -1)
+    return score(lookahead, mask).reshape(count, num, -1)
+
+
+def weighted_sum_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
+    """Every chain queries its own candidates for every reward it weighs; per-reward z-scores."""
+    needed = weights > 0
+    rewards = lookahead_scores(denoise, score, step, means, noises, needed)  # [L, N, M]
+    chains = []
+    for chain, row in enumerate(weights):
+        direction = torch.zeros_like(means[chain])
+        for m in torch.nonzero(row > 0).flatten().tolist():
+            direction += float(row[m]) * search_direction(zscores(rewards[chain, :, m]), noises)
+        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
+    ledger.record(
+        index, needed.sum(dim=0).mul(noises.shape[0]).tolist(), means.shape[0] * noises.shape[0], False
+    )
+    return torch.stack(chains)
+
+
+def soup_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
+    """Only the M exemplar chains query, each its own reward, on the shared noises; every chain
+    combines the exemplars' z-scored rewards with the noises corrected to its own mean."""
+    exemplars = exemplar_indices(weights)
+    num_rewards = len(exemplars)
+    needed = torch.eye(num_rewards, dtype=torch.bool, device=means.device)
+    rewards = lookahead_scores(denoise, score, step, means[exemplars], noises, needed)  # [M, N, M]
+    exemplar_scores = [zscores(rewards[m, :, m]) for m in range(num_rewards)]
+    divisor = correction_divisor(settings.correction, step.noise_scale, step.sigma_next, flow)
+    chains = []
+    for chain, row in enumerate(weights):
+        direction = torch.zeros_like(means[chain])
+        for m in torch.nonzero(row > 0).flatten().tolist():
+            # An exemplar's own candidates need no correction: one-hot chains are exactly the
+            # single-reward (Algorithm 1) chains in every mode.
+            seen = (
+                noises
+                if chain == exemplars[m]
+                else soup_noises(noises, means[exemplars[m]], means[chain], divisor)
+            )
+            direction += float(row[m]) * search_direction(exemplar_scores[m], seen)
+        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
+    per_reward = [noises.shape[0]] * num_rewards
+    ledger.record(index, per_reward, num_rewards * noises.shape[0], True)
+    return torch.stack(chains)
