@@ -44,6 +44,14 @@ class RewardLoader(io.ComfyNode):
                     "Weight-free rewards such as jpeg_compressibility ignore it.",
                 ),
                 io.Combo.Input(
+                    "companion_file",
+                    options=[NO_FILE, *reward_files()],
+                    default=NO_FILE,
+                    optional=True,
+                    tooltip="A second file some rewards need, also from models/rewards: laion_aesthetic's "
+                    "CLIP ViT-L/14 image tower (unless the head file already holds it). Others ignore it.",
+                ),
+                io.Combo.Input(
                     "dtype",
                     options=list(DTYPES),
                     default="auto",
@@ -54,7 +62,9 @@ class RewardLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, reward_name: str, weights_file: str, dtype: str) -> io.NodeOutput:
+    def execute(
+        cls, reward_name: str, weights_file: str, dtype: str, companion_file: str = NO_FILE
+    ) -> io.NodeOutput:
         from ..comfy_adapter.folders import resolve_reward_file
 
         spec = get_spec(reward_name)
@@ -66,6 +76,8 @@ class RewardLoader(io.ComfyNode):
                     f"(e.g. {spec.expected_file}) in models/rewards; none was chosen"
                 )
             path = resolve_reward_file(weights_file)
+        if spec.companion and companion_file not in (None, NO_FILE):
+            return io.NodeOutput(spec.build(path, dtype, resolve_reward_file(companion_file)))
         return io.NodeOutput(spec.build(path, dtype))
 
 

@@ -1,0 +1,70 @@
+"""What every neural reward shares: a module under ComfyUI's model management, a prompt encoded
+once per call, and images scored in chunks sized from the free memory of the device."""
+
+from __future__ import annotations
+
+import functools
+from abc import abstractmethod
+
+import torch
+
+from ..comfy_adapter import models as managed
+from .base import Reward
+
+
+class NeuralReward(Reward):
+    #: Shown in errors, e.g. "an HPSv2 checkpoint (OpenCLIP ViT-H-14)".
+    expected: str = "a reward checkpoint"
+
+    def __init__(self, module: torch.nn.Module, dtype_name: str, name: str | None = None) -> None:
+        super().__init__()
+        if name:
+            self.name = name
+        self.dtype = managed.resolve_dtype(dtype_name)
+        self.patcher = managed.manage_module(module, self.dtype)
+
+    def _score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
+        device = managed.load_for_inference(self.patcher)
+        module = managed.module_of(self.patcher)
+        chunk = managed.safe_chunk_size(device, self.bytes_per_image(), images.shape[0])
+        parts = []
+        with torch.no_grad():
+            context = self.encode_prompt(module, prompt, device)
+            for start in range(0, images.shape[0], chunk):
+                managed.throw_if_interrupted()
+                pixels = self.preprocess(images[start : start + chunk].to(device))
+                parts.append(self.score_pixels(module, pixels.to(self.dtype), context).float().cpu())
+        return torch.cat(parts)
+
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def encode_prompt(self, module: torch.nn.Module, prompt: str, device: torch.device):
+        """Whatever the prompt contributes, computed once per call (None for image-only rewards)."""
+        return None
+
+    @abstractmethod
+    def bytes_per_image(self) -> int:
+        """Peak activation memory of one image, to size chunks."""
+
+    @abstractmethod
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, H, W, 3] in [0, 1] on the device -> the model's input pixels (float32)."""
+
+    @abstractmethod
+    def score_pixels(self, module: torch.nn.Module, pixels: torch.Tensor, context) -> torch.Tensor:
+        """Scores [B] of preprocessed pixels."""
+
+
+@functools.lru_cache(maxsize=2)
+def clip_tokenizer(context_length: int = 77):
+    """OpenAI's CLIP BPE tokenizer, shipped inside open_clip_torch (no download)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
+def tokenize_for_clip(prompt: str, context_length: int, device: torch.device) -> torch.Tensor:
+    """Token ids [1, context_length]: start token, BPE, end token, zero padding; truncated like
+    open_clip (the end token is kept)."""
+    return clip_tokenizer(context_length)([prompt]).to(device)
