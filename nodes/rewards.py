@@ -122,4 +122,79 @@ class RewardScore(io.ComfyNode):
         )
 
 
-NODES = [RewardLoader, RewardScore]
+class RemoteReward(io.ComfyNode):
+    """The remote_http reward: a black-box scorer over HTTP (protocol in docs/rewards.md)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_RemoteReward",
+            display_name="Remote Reward (HTTP)",
+            category=CATEGORY,
+            description="A reward computed by a server: POST {prompt, images: [base64 PNG]} -> {scores}. "
+            "rewards/reference_server.py is a small example server.",
+            inputs=[
+                io.String.Input("url", default="http://127.0.0.1:8765/", tooltip="Where to POST the images."),
+                io.String.Input(
+                    "label", default="remote", tooltip="The reward's name in tables and reports."
+                ),
+                io.Int.Input("batch_size", default=8, min=1, max=1024, tooltip="Images per request."),
+                io.Int.Input(
+                    "max_concurrent", default=2, min=1, max=64, tooltip="Requests in flight at once."
+                ),
+                io.Float.Input("timeout_s", default=120.0, min=0.1, max=3600.0, step=0.1),
+                io.Int.Input("retries", default=2, min=0, max=20, tooltip="Extra attempts after a failure."),
+                io.Float.Input(
+                    "backoff_s",
+                    default=1.0,
+                    min=0.0,
+                    max=600.0,
+                    step=0.1,
+                    tooltip="Wait before retry k: backoff_s * 2^(k-1).",
+                ),
+                io.String.Input(
+                    "api_key_env",
+                    default="",
+                    tooltip="NAME of an environment variable holding the API key (sent as a Bearer token). "
+                    "The key itself never goes into the workflow.",
+                ),
+                io.Boolean.Input(
+                    "requires_prompt",
+                    default=True,
+                    tooltip="Refuse to score with an empty prompt (most judges need it).",
+                ),
+            ],
+            outputs=[Reward.Output(display_name="REWARD")],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        url,
+        label,
+        batch_size,
+        max_concurrent,
+        timeout_s,
+        retries,
+        backoff_s,
+        api_key_env,
+        requires_prompt,
+    ) -> io.NodeOutput:
+        from ..rewards.remote import RemoteReward as RemoteHttpReward
+        from ..rewards.remote import RemoteSettings
+
+        settings = RemoteSettings(
+            url=url.strip(),
+            batch_size=batch_size,
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            max_concurrent=max_concurrent,
+            api_key_env=api_key_env,
+            label=label.strip() or "remote",
+            needs_prompt=requires_prompt,
+        )
+        return io.NodeOutput(RemoteHttpReward(settings))
+
+
+NODES = [RewardLoader, RewardScore, RemoteReward]
