@@ -123,7 +123,9 @@ def test_a_full_size_imagereward_checkpoint_fits_blip_large(monkeypatch):
     config.encoder_width = 1024
     # vit.py reads its drop-path schedule with .item(), which meta tensors cannot do.
     linspace = torch.linspace
-    monkeypatch.setattr(torch, "linspace", lambda *args, **kwargs: linspace(*args, **{**kwargs, "device": "cpu"}))
+    monkeypatch.setattr(
+        torch, "linspace", lambda *args, **kwargs: linspace(*args, **{**kwargs, "device": "cpu"})
+    )
     with torch.device("meta"):
         visual = vit.VisionTransformer(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16)
         text = med.BertModel(config=config, add_pooling_layer=False)
