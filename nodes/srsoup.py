@@ -1,0 +1,387 @@
+"""Sample Reward Soups: the all-in-one SRSoupKSampler, a SAMPLER for SamplerCustomAdvanced, and
+a report node for that SAMPLER."""
+
+from __future__ import annotations
+
+import json
+
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.latest import io, ui
+
+from ..comfy_adapter.guidance import RewardPanel, SRSoupSampler, patcher_is_flow
+from ..rewards.base import Reward as RewardBase
+from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings, validate_settings
+from ..sampling_math.report import guided_report
+from ..sampling_math.search_gradient import CORRECTIONS
+from ..sampling_math.weights import resolve_weights
+from .rewards import PROMPT_TOOLTIP
+from .types import Reward
+
+CATEGORY = "multireward/srsoup"
+
+WEIGHTS_TOOLTIP = (
+    "Weight rows, one per image: e.g. '1,0; 0.5,0.5; 0,1' (rows by ';' or new lines, one value per "
+    "connected reward). Rows are normalised to sum to 1 and the one-hot rows (the exemplar chains) are "
+    "added if missing. Leave empty to use the grid below."
+)
+
+
+def guidance_inputs() -> list:
+    """Inputs shared by the all-in-one node and the SAMPLER node."""
+    return [
+        Reward.Input("reward", tooltip="The first reward (from Reward Loader)."),
+        Reward.Input(
+            "reward_2", optional=True, tooltip="A second reward: its trade-off with the first is the front."
+        ),
+        Reward.Input("reward_3", optional=True),
+        Reward.Input("reward_4", optional=True),
+        io.String.Input("prompt", default="", multiline=True, tooltip=PROMPT_TOOLTIP),
+        io.String.Input("weights", default="", multiline=True, tooltip=WEIGHTS_TOOLTIP),
+        io.Int.Input(
+            "grid_divisions",
+            default=5,
+            min=1,
+            max=20,
+            tooltip="With no weight rows: the simplex grid "
+            "with this many steps per edge (2 rewards, 5 divisions: 0, 0.2, ..., 1: six images).",
+        ),
+        io.Combo.Input(
+            "mode",
+            options=list(MODES),
+            default="srsoup",
+            tooltip=(
+                "srsoup: Sample Reward Soups (only the one-hot exemplar chains query rewards during the first K "
+                "guided steps; the others reuse their rewards). weighted_sum: every chain queries every reward it "
+                "weighs at every guided step (the baseline). single: only the one-hot chains, each guided by its "
+                "own reward."
+            ),
+        ),
+        io.Int.Input(
+            "candidates",
+            default=30,
+            min=2,
+            max=512,
+            tooltip="N: candidates (reward queries) per chain "
+            "per guided step. More gives a better search gradient and costs linearly.",
+        ),
+        io.Int.Input(
+            "soup_steps",
+            default=20,
+            min=0,
+            max=10000,
+            tooltip="K: the first K guided steps use soups "
+            "(srsoup mode). Up to about 40% of the guided steps costs almost nothing in quality.",
+        ),
+        io.Int.Input("guided_start", default=0, min=0, max=10000, tooltip="First step that is guided."),
+        io.Int.Input(
+            "guided_end",
+            default=10000,
+            min=1,
+            max=10000,
+            tooltip="Steps from here on are not guided (the last step has no noise and is never guided).",
+        ),
+        io.Combo.Input(
+            "correction",
+            options=list(CORRECTIONS),
+            default="divided_by_s",
+            tooltip=(
+                "How a soup chain corrects the exemplars' noises by the offset of its mean: divided_by_s (scale-free, "
+                "default), authors (the SRSoup code's VP-unit form), none (plain interpolation)."
+            ),
+        ),
+        io.Int.Input(
+            "guidance_seed",
+            default=0,
+            min=0,
+            max=0xFFFFFFFFFFFFFFFF,
+            control_after_generate=False,
+            tooltip="Seed of the candidate noises: same inputs, same images.",
+        ),
+    ]
+
+
+def collect_rewards(reward, reward_2=None, reward_3=None, reward_4=None) -> list:
+    rewards = [r for r in (reward, reward_2, reward_3, reward_4) if r is not None]
+    if not rewards:
+        raise GuidanceError("reward: no reward connected; connect a REWARD from Reward Loader")
+    for index, item in enumerate(rewards):
+        if not isinstance(item, RewardBase):
+            slot = "reward" if index == 0 else f"reward_{index + 1}"
+            raise GuidanceError(f"{slot}: expected a REWARD from Reward Loader, got {type(item).__name__}")
+    return rewards
+
+
+def build_sampler(
+    rewards: list,
+    vae,
+    prompt,
+    weights,
+    grid_divisions,
+    mode,
+    candidates,
+    soup_steps,
+    guided_start,
+    guided_end,
+    correction,
+    guidance_seed,
+) -> SRSoupSampler:
+    table = resolve_weights(weights or "", len(rewards), grid_divisions)
+    settings = GuidanceSettings(
+        weights=table,
+        mode=mode,
+        candidates=candidates,
+        soup_steps=soup_steps,
+        guided_start=guided_start,
+        guided_end=guided_end,
+        correction=correction,
+        seed=guidance_seed,
+    )
+    for reward in rewards:
+        if reward.needs_prompt and not (prompt or "").strip():
+            raise GuidanceError(
+                f"prompt: reward '{reward.label}' scores against the prompt, but the prompt is empty"
+            )
+    return SRSoupSampler(RewardPanel(rewards, vae, prompt or ""), settings)
+
+
+def run_report(sampler: SRSoupSampler) -> dict:
+    run = sampler.last_run
+    if run is None:
+        raise GuidanceError("sampler: this SRSoup sampler has not run yet; connect the sampled LATENT too")
+    return guided_report(
+        run.settings,
+        run.ledger,
+        run.final_scores,
+        run.reward_names,
+        reward_images_seen=run.images_seen,
+        flow_model=run.flow,
+        seconds=round(run.seconds, 3),
+    )
+
+
+class SRSoupKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_SRSoupKSampler",
+            display_name="SRSoup KSampler",
+            category=CATEGORY,
+            description="Sample Reward Soups: guides sampling with black-box rewards and makes a whole Pareto "
+            "front of images, one per weight row, from one noise, spending far fewer reward queries than "
+            "guiding each weight row on its own (weighted sum, also offered). Ancestral (eta = 1) steps.",
+            # An output node so its report shows on the node even when only the latents are used.
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input(
+                    "latent_image", tooltip="One latent (batch of 1): all images start from its noise."
+                ),
+                io.Vae.Input("vae", tooltip="Decodes look-ahead predictions so the rewards can see them."),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Seed of the starting noise and, unless set apart, of the candidates.",
+                ),
+                io.Int.Input("steps", default=50, min=1, max=10000),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal"),
+                *[i for i in guidance_inputs() if i.id != "guidance_seed"],
+            ],
+            outputs=[
+                io.Latent.Output(
+                    display_name="latents", tooltip="The L images, ordered by weight as in the report."
+                ),
+                io.String.Output(
+                    display_name="report",
+                    tooltip="JSON: weights, final scores, queries used and what "
+                    "weighted sum would use, hypervolume and its reference point.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        positive,
+        negative,
+        latent_image,
+        vae,
+        seed,
+        steps,
+        cfg,
+        scheduler,
+        reward,
+        prompt,
+        weights,
+        grid_divisions,
+        mode,
+        candidates,
+        soup_steps,
+        guided_start,
+        guided_end,
+        correction,
+        reward_2=None,
+        reward_3=None,
+        reward_4=None,
+    ) -> io.NodeOutput:
+        latent = latent_image["samples"]
+        if latent.shape[0] != 1:
+            raise GuidanceError(
+                f"latent_image: SRSoup makes all its images from one latent; got a batch of "
+                f"{latent.shape[0]}. Use a batch of 1 (e.g. Latent From Batch)."
+            )
+        rewards = collect_rewards(reward, reward_2, reward_3, reward_4)
+        sampler = build_sampler(
+            rewards,
+            vae,
+            prompt,
+            weights,
+            grid_divisions,
+            mode,
+            candidates,
+            soup_steps,
+            guided_start,
+            guided_end,
+            correction,
+            seed,
+        )
+        sigmas = comfy.samplers.calculate_sigmas(
+            model.get_model_object("model_sampling"), scheduler, steps
+        ).cpu()
+        validate_settings(sampler.settings, sigmas, patcher_is_flow(model))  # before any model work
+
+        latent = comfy.sample.fix_empty_latent_channels(model, latent)
+        noise = comfy.sample.prepare_noise(latent, seed)
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        callback = latent_preview.prepare_callback(model, steps)
+        samples = guider.sample(
+            noise,
+            latent,
+            sampler,
+            sigmas,
+            callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=seed,
+        )
+        report = run_report(sampler)
+        text = json.dumps(report)
+        return io.NodeOutput(
+            {"samples": samples.to(comfy.model_management.intermediate_device())},
+            text,
+            ui=ui.PreviewText(summary(report)),
+        )
+
+
+class SRSoupSamplerNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_SRSoupSampler",
+            display_name="SRSoup Sampler",
+            category=CATEGORY,
+            description="Sample Reward Soups as a SAMPLER for SamplerCustomAdvanced, so it composes with any "
+            "guider (CFGGuider, Diffusion Blend, ...). Give it a latent batch of 1; it returns one latent per "
+            "weight row. Connect it and the sampled LATENT to SRSoup Report for the numbers.",
+            inputs=[
+                io.Vae.Input("vae", tooltip="Decodes look-ahead predictions so the rewards can see them."),
+                *guidance_inputs(),
+            ],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        vae,
+        reward,
+        prompt,
+        weights,
+        grid_divisions,
+        mode,
+        candidates,
+        soup_steps,
+        guided_start,
+        guided_end,
+        correction,
+        guidance_seed,
+        reward_2=None,
+        reward_3=None,
+        reward_4=None,
+    ) -> io.NodeOutput:
+        rewards = collect_rewards(reward, reward_2, reward_3, reward_4)
+        return io.NodeOutput(
+            build_sampler(
+                rewards,
+                vae,
+                prompt,
+                weights,
+                grid_divisions,
+                mode,
+                candidates,
+                soup_steps,
+                guided_start,
+                guided_end,
+                correction,
+                guidance_seed,
+            )
+        )
+
+
+class SRSoupReport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MultiReward_SRSoupReport",
+            display_name="SRSoup Report",
+            category=CATEGORY,
+            description="The report of the last run of an SRSoup Sampler (queries, scores, hypervolume).",
+            is_output_node=True,
+            inputs=[
+                io.Sampler.Input("sampler"),
+                io.Latent.Input(
+                    "samples", tooltip="The sampler's output; connecting it runs this node after."
+                ),
+            ],
+            outputs=[io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, sampler, samples) -> io.NodeOutput:
+        if not isinstance(sampler, SRSoupSampler):
+            raise GuidanceError("sampler: connect the SAMPLER of an SRSoup Sampler node")
+        report = run_report(sampler)
+        return io.NodeOutput(json.dumps(report), ui=ui.PreviewText(summary(report)))
+
+    @classmethod
+    def fingerprint_inputs(cls, sampler, samples):
+        return float("nan")  # the report changes with every run of the sampler
+
+
+def summary(report: dict) -> str:
+    lines = [
+        f"{report['mode']}: {len(report['weights'])} images, N = {report['candidates_N']}, K = {report['soup_steps_K']}",
+        f"reward queries: {report['queries']} (weighted sum: {report['weighted_sum_queries']}"
+        + (f", {report['query_saving']:.2f}x fewer)" if report["query_saving"] else ")"),
+        f"look-ahead passes: {report['lookahead_passes']} (weighted sum: {report['weighted_sum_lookahead_passes']})",
+        f"hypervolume: {report['hypervolume']:.4g} (reference {[round(v, 4) for v in report['reference_point']]})",
+        "weights -> scores (" + ", ".join(report["rewards"]) + "):",
+    ]
+    for row, scores in zip(report["weights"], report["scores"], strict=True):
+        lines.append(
+            "  " + ", ".join(f"{w:.2f}" for w in row) + "  ->  " + ", ".join(f"{s:.4f}" for s in scores)
+        )
+    return "\n".join(lines)
+
+
+NODES = [SRSoupKSampler, SRSoupSamplerNode, SRSoupReport]

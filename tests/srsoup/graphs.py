@@ -1,0 +1,61 @@
+"""API-format graphs for SRSoup tests (in-process and through the server)."""
+
+from __future__ import annotations
+
+
+def srsoup_graph(model_source: str = "tiny", checkpoint: str = "", **overrides) -> dict:
+    """Tiny model (in memory), the stock checkpoint loader, or the tiny flow model -> SRSoupKSampler."""
+    graph: dict = {
+        "5": {
+            "class_type": "MultiReward_RewardLoader",
+            "inputs": {"reward_name": "jpeg_compressibility", "weights_file": "(none)", "dtype": "auto"},
+        },
+        "6": {
+            "class_type": "MultiReward_RewardLoader",
+            "inputs": {"reward_name": "colorfulness", "weights_file": "(none)", "dtype": "auto"},
+        },
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+    }
+    if model_source == "flow":
+        graph["1"] = {"class_type": "MultiRewardTest_TinyFlow", "inputs": {"seed": 0}}
+        graph["4"] = {
+            "class_type": "EmptySD3LatentImage",
+            "inputs": {"width": 32, "height": 32, "batch_size": 1},
+        }
+        model, positive, negative, vae = ["1", 0], ["1", 1], ["1", 2], ["1", 3]
+    else:
+        if model_source == "checkpoint":
+            graph["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
+        else:
+            graph["1"] = {"class_type": "MultiRewardTest_TinySD15", "inputs": {"seed": 0}}
+        graph["2"] = {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"text": "a red fox in snow", "clip": ["1", 1]},
+        }
+        graph["3"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}}
+        model, positive, negative, vae = ["1", 0], ["2", 0], ["3", 0], ["1", 2]
+    inputs = {
+        "model": model,
+        "positive": positive,
+        "negative": negative,
+        "latent_image": ["4", 0],
+        "vae": vae,
+        "seed": 7,
+        "steps": 4,
+        "cfg": 4.0,
+        "scheduler": "normal",
+        "reward": ["5", 0],
+        "reward_2": ["6", 0],
+        "prompt": "a red fox in snow",
+        "weights": "",
+        "grid_divisions": 2,
+        "mode": "srsoup",
+        "candidates": 4,
+        "soup_steps": 1,
+        "guided_start": 0,
+        "guided_end": 10000,
+        "correction": "divided_by_s",
+    }
+    inputs.update(overrides)
+    graph["7"] = {"class_type": "MultiReward_SRSoupKSampler", "inputs": inputs}
+    return graph

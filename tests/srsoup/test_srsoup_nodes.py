@@ -1,0 +1,152 @@
+"""SRSoupKSampler and the SRSoup SAMPLER inside a real ComfyUI, on tiny eps and flow models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from graphs import srsoup_graph
+
+from multireward.sampling_math.ledger import paper_srsoup_queries, paper_weighted_sum_queries
+
+
+def run_srsoup(comfy, **overrides):
+    result = comfy.run(srsoup_graph(**overrides))
+    return result.output("7", 0)["samples"], json.loads(result.output("7", 1)), result
+
+
+@pytest.mark.parametrize("model_source", ["tiny", "flow"])
+def test_returns_one_latent_per_weight_row_and_counts_queries_exactly(comfy, model_source):
+    samples, report, result = run_srsoup(
+        comfy, model_source=model_source, grid_divisions=2, candidates=4, soup_steps=1
+    )
+    assert samples.shape[0] == 3 and torch.isfinite(samples).all()
+    assert report["weights"] == [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    guided = 3  # four steps; the last has no noise
+    assert report["guided_steps"] == guided
+    assert report["queries"] == paper_srsoup_queries(4, guided, 2, 3, 1)
+    assert report["weighted_sum_queries"] == paper_weighted_sum_queries(4, guided, 2, 3)
+    # The rewards' own counters saw exactly what the ledger says.
+    assert report["reward_images_seen"] == report["queries_per_reward"]
+    assert report["flow_model"] is (model_source == "flow")
+    assert "reward queries" in result.ui["7"]["text"][0]
+
+
+def test_weighted_sum_spends_the_formula(comfy):
+    _, report, _ = run_srsoup(comfy, mode="weighted_sum", grid_divisions=3, candidates=3)
+    assert report["queries"] == paper_weighted_sum_queries(3, 3, 2, 4)
+    assert report["lookahead_passes"] == 3 * 3 * 4
+
+
+def test_same_seed_same_images_and_another_seed_differs(comfy):
+    first, _, _ = run_srsoup(comfy)
+    again, _, _ = run_srsoup(comfy)
+    other, _, _ = run_srsoup(comfy, seed=8)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+@pytest.mark.parametrize("model_source", ["tiny", "flow"])
+def test_each_exemplar_beats_the_unguided_sample_on_its_own_reward(comfy, model_source):
+    _, guided, _ = run_srsoup(comfy, model_source=model_source, mode="single", candidates=8, steps=6)
+    # guided_start at the last step: nothing is guided, the same starting noise.
+    _, unguided, _ = run_srsoup(
+        comfy,
+        model_source=model_source,
+        mode="weighted_sum",
+        candidates=8,
+        steps=6,
+        guided_start=5,
+        soup_steps=0,
+    )
+    assert unguided["queries"] == 0
+    for m in range(2):
+        exemplar = next(i for i, row in enumerate(guided["weights"]) if row[m] == 1.0)
+        plain = next(i for i, row in enumerate(unguided["weights"]) if row[m] == 1.0)
+        assert guided["scores"][exemplar][m] > unguided["scores"][plain][m], (
+            m,
+            guided["scores"],
+            unguided["scores"],
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"weights": "1,0,0; 0,1,0"}, "has 3 values but 2 rewards"),
+        ({"weights": "1,-1; 0,1"}, "must not be negative"),
+        ({"weights": "0,0; 1,0"}, "all weights are zero"),
+        ({"weights": "0.5,0.5"}, "1 weight row(s) for 2 rewards"),
+        ({"candidates": 1}, "candidates"),
+        ({"soup_steps": 9}, "soup_steps (K) is 9"),
+    ],
+)
+def test_bad_settings_fail_before_any_model_work(comfy, overrides, message):
+    result = comfy.run(srsoup_graph(**overrides), expect_success=False)
+    assert not result.success
+    assert message in str(result.error)
+
+
+def test_a_latent_batch_is_refused(comfy):
+    graph = srsoup_graph()
+    graph["4"]["inputs"]["batch_size"] = 2
+    result = comfy.run(graph, expect_success=False)
+    assert "batch of 1" in str(result.error)
+
+
+def test_sampler_node_composes_with_sampler_custom_advanced(comfy):
+    graph = srsoup_graph()
+    node = graph.pop("7")["inputs"]
+    graph["10"] = {
+        "class_type": "MultiReward_SRSoupSampler",
+        "inputs": {
+            "vae": node["vae"],
+            "reward": node["reward"],
+            "reward_2": node["reward_2"],
+            "prompt": "",
+            "weights": "1,0; 0.3,0.7; 0,1",
+            "grid_divisions": 5,
+            "mode": "srsoup",
+            "candidates": 3,
+            "soup_steps": 2,
+            "guided_start": 0,
+            "guided_end": 10000,
+            "correction": "authors",
+            "guidance_seed": 3,
+        },
+    }
+    graph["11"] = {
+        "class_type": "CFGGuider",
+        "inputs": {
+            "model": node["model"],
+            "positive": node["positive"],
+            "negative": node["negative"],
+            "cfg": 3.0,
+        },
+    }
+    graph["12"] = {
+        "class_type": "BasicScheduler",
+        "inputs": {"model": node["model"], "scheduler": "normal", "steps": 4, "denoise": 1.0},
+    }
+    graph["13"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}}
+    graph["14"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": ["13", 0],
+            "guider": ["11", 0],
+            "sampler": ["10", 0],
+            "sigmas": ["12", 0],
+            "latent_image": ["4", 0],
+        },
+    }
+    graph["15"] = {
+        "class_type": "MultiReward_SRSoupReport",
+        "inputs": {"sampler": ["10", 0], "samples": ["14", 0]},
+    }
+    result = comfy.run(graph)
+    samples = result.output("14", 0)["samples"]
+    report = json.loads(result.output("15", 0))
+    assert samples.shape[0] == 3
+    assert report["weights"][1] == pytest.approx([0.3, 0.7])
+    assert report["queries"] == paper_srsoup_queries(3, 3, 2, 3, 2)
