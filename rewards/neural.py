@@ -22,6 +22,8 @@ class NeuralReward(Reward):
             self.name = name
         self.dtype = managed.resolve_dtype(dtype_name)
         self.patcher = managed.manage_module(module, self.dtype)
+        # Samplers score many batches against one prompt: encode it once, not per call.
+        self._prompt_cache: tuple | None = None
 
     def _score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
         device = managed.load_for_inference(self.patcher)
@@ -29,12 +31,18 @@ class NeuralReward(Reward):
         chunk = managed.safe_chunk_size(device, self.bytes_per_image(), images.shape[0])
         parts = []
         with torch.no_grad():
-            context = self.encode_prompt(module, prompt, device)
+            context = self.cached_prompt(module, prompt, device)
             for start in range(0, images.shape[0], chunk):
                 managed.throw_if_interrupted()
                 pixels = self.preprocess(images[start : start + chunk].to(device))
                 parts.append(self.score_pixels(module, pixels.to(self.dtype), context).float().cpu())
         return torch.cat(parts)
+
+    def cached_prompt(self, module: torch.nn.Module, prompt: str, device: torch.device):
+        key = (prompt, str(device))
+        if self._prompt_cache is None or self._prompt_cache[0] != key:
+            self._prompt_cache = (key, self.encode_prompt(module, prompt, device))
+        return self._prompt_cache[1]
 
     def element_size(self) -> int:
         return torch.empty((), dtype=self.dtype).element_size()
