@@ -6,10 +6,11 @@ from comfy_api.latest import ComfyExtension, io
 
 from ..comfy_adapter.folders import register_rewards_folder
 from . import blend as blend_nodes
+from . import pareto as pareto_nodes
 from . import rewards as reward_nodes
 from . import srsoup as srsoup_nodes
 
-FEATURE_MODULES = [reward_nodes, srsoup_nodes, blend_nodes]
+FEATURE_MODULES = [reward_nodes, srsoup_nodes, pareto_nodes, blend_nodes]
 
 
 class MultirewardExtension(ComfyExtension):
