@@ -17,7 +17,7 @@ from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = Path(os.environ.get("MULTIREWARD_REFERENCE_DIR", PACK_ROOT / ".host" / "reward_refs"))
-REFERENCE_PACKAGES = ("hpsv2==1.2.0", "image-reward==1.5")
+REQUIREMENTS = Path(__file__).with_name("reference-requirements.txt")
 # The hpsv2 wheel lacks the CLIP BPE vocabulary its tokenizer opens at import time; open_clip ships
 # the same file.
 HPS_VOCAB = Path("hpsv2/src/open_clip/bpe_simple_vocab_16e6.txt.gz")
@@ -33,7 +33,7 @@ def install() -> Path:
         return REFERENCE_DIR
     REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(REFERENCE_DIR)]
-    result = subprocess.run([*command, *REFERENCE_PACKAGES], capture_output=True, text=True)
+    result = subprocess.run([*command, "-r", str(REQUIREMENTS)], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"installing the reference packages failed:\n{result.stdout}\n{result.stderr}")
     import open_clip
