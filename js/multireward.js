@@ -1,0 +1,418 @@
+// multireward frontend: a weights editor, a live reward-query estimate, an invalid-row marker and a
+// last-run status line on the SRSoup nodes; a simplex "balance" editor on the Diffusion Blend nodes.
+//
+// Dependency-free on purpose (ComfyUI loads js/ as plain ES modules, no build step). All text that
+// comes from a node, a user or the server is written with textContent or into widget values: never
+// as HTML. The maths lives in weights.js, which mirrors sampling_math/ line by line.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import * as W from "./weights.js";
+
+const SRSOUP_NODES = new Set(["MultiReward_SRSoupKSampler", "MultiReward_SRSoupSampler"]);
+const ESTIMATED_NODES = new Set(["MultiReward_SRSoupKSampler"]); // the only one that knows its steps
+const BLEND_NODES = new Set([
+    "MultiReward_DiffusionBlend",
+    "MultiReward_DiffusionBlendSampler",
+    "MultiReward_LoRAStochasticMixer",
+]);
+const REWARD_INPUTS = ["reward", "reward_2", "reward_3", "reward_4"];
+const NO_LORA = "(none)"; // comfy_adapter/lora.py NO_LORA
+const PANEL = "multireward_panel";
+const COLORS = { text: "#c8c8c8", dim: "#8a8a8a", error: "#ff6b6b", ok: "#7fd67f" };
+
+// For the browser tests and for users poking in the console.
+window.MultiReward = { ...W };
+
+function widget(node, name) {
+    return node.widgets?.find((w) => w.name === name);
+}
+
+function connectedRewards(node) {
+    return REWARD_INPUTS.filter((name) => node.inputs?.find((i) => i.name === name)?.link != null).length;
+}
+
+function el(tag, style = {}, text = "") {
+    const e = document.createElement(tag);
+    Object.assign(e.style, style);
+    if (text) e.textContent = text;
+    return e;
+}
+
+// Call `after` whenever `target[name]` (a callback) would be called, keeping what was there.
+function chain(target, name, after) {
+    const before = target[name];
+    target[name] = function (...args) {
+        const result = before?.apply(this, args);
+        after.apply(this, args);
+        return result;
+    };
+}
+
+// A DOM widget that is never saved in the workflow nor sent in the prompt (serialize false both
+// ways), so widgets_values keep their positions and old workflows load unchanged.
+function addPanel(node, root, heightOf) {
+    const panel = node.addDOMWidget(PANEL, "multireward", root, {
+        serialize: false,
+        hideOnZoom: false,
+        getMinHeight: () => heightOf(),
+        getMaxHeight: () => heightOf(),
+    });
+    panel.serialize = false;
+    return panel;
+}
+
+// Grow the node when the panel grows (the editor opens, a row is added); never shrink what a
+// user sized by hand.
+function fitNode(node) {
+    const [w, h] = node.computeSize();
+    node.setSize([Math.max(node.size[0], w), Math.max(node.size[1], h)]);
+    node.setDirtyCanvas(true, true);
+}
+
+function fmt(w) {
+    return String(Number(w.toFixed(3)));
+}
+
+function sliderRow(values, onInput, onRemove) {
+    const line = el("div", { display: "flex", alignItems: "center", gap: "4px", margin: "2px 0" });
+    line.className = "mr-row";
+    values.forEach((v, i) => {
+        const slider = el("input", { flex: "1", minWidth: "40px" });
+        Object.assign(slider, { type: "range", min: "0", max: "1", step: "0.01", value: String(v) });
+        slider.className = "mr-slider";
+        slider.dataset.index = String(i);
+        const label = el("span", { width: "34px", color: COLORS.text, fontSize: "11px" }, fmt(v));
+        label.className = "mr-value";
+        slider.addEventListener("input", () => onInput(i, Number(slider.value)));
+        line.append(slider, label);
+    });
+    if (onRemove) {
+        const remove = el("button", { fontSize: "11px", padding: "0 4px" }, "−");
+        remove.title = "Remove this row";
+        remove.className = "mr-remove";
+        remove.addEventListener("click", onRemove);
+        line.append(remove);
+    }
+    return line;
+}
+
+function updateSliderRow(line, values) {
+    line.querySelectorAll(".mr-slider").forEach((s, i) => (s.value = String(values[i])));
+    line.querySelectorAll(".mr-value").forEach((s, i) => (s.textContent = fmt(values[i])));
+}
+
+// ---------------------------------------------------------------------------------------------
+// SRSoup nodes
+// ---------------------------------------------------------------------------------------------
+
+class SRSoupPanel {
+    constructor(node) {
+        this.node = node;
+        this.open = false;
+        this.rows = null; // the editor's rows while it is open (authoritative while dragging)
+        this.written = null; // the last text the editor wrote, so its own echo does not rebuild it
+        this.lastRun = null;
+        this.started = null;
+
+        this.root = el("div", { fontFamily: "sans-serif", fontSize: "12px", color: COLORS.text, overflow: "hidden" });
+        this.root.className = "multireward-panel";
+        this.estimateLine = el("div", { whiteSpace: "pre-wrap" });
+        this.estimateLine.className = "mr-estimate";
+        this.errorLine = el("div", { color: COLORS.error, whiteSpace: "pre-wrap" });
+        this.errorLine.className = "mr-error";
+        this.statusLine = el("div", { color: COLORS.ok, whiteSpace: "pre-wrap" });
+        this.statusLine.className = "mr-status";
+        this.toggle = el("button", { fontSize: "11px", margin: "2px 0" }, "Edit weights ▸");
+        this.toggle.className = "mr-toggle";
+        this.toggle.addEventListener("click", () => {
+            this.open = !this.open;
+            this.rows = null;
+            this.refresh(true);
+        });
+        this.editor = el("div");
+        this.editor.className = "mr-editor";
+        this.root.append(this.estimateLine, this.errorLine, this.statusLine, this.toggle, this.editor);
+        this.widget = addPanel(node, this.root, () => this.height());
+        this.hook();
+        this.refresh(true);
+    }
+
+    height() {
+        // Measured layout is not available before the element is attached; count lines instead.
+        const lines = [this.estimateLine, this.errorLine, this.statusLine].reduce(
+            (n, e) => n + (e.textContent ? e.textContent.split("\n").length : 0),
+            0,
+        );
+        const editor = this.open ? 30 + 22 * this.editor.querySelectorAll(".mr-row, .mr-list").length : 0;
+        return 34 + 16 * lines + editor;
+    }
+
+    hook() {
+        const node = this.node;
+        // Every widget that changes the estimate or the rows; the multiline weights textarea calls
+        // its callback on each keystroke, so a bad row is marked as it is typed.
+        for (const name of ["weights", "grid_divisions", "mode", "candidates", "soup_steps", "steps", "guided_start", "guided_end"]) {
+            const w = widget(node, name);
+            if (w) chain(w, "callback", () => this.refresh(name === "weights" && w.value !== this.written));
+        }
+        chain(node, "onConnectionsChange", () => this.refresh(true));
+        chain(node, "onConfigure", () => setTimeout(() => this.refresh(true), 0));
+        // Values set without a callback (undo, paste, another extension) are caught at draw time.
+        chain(node, "onDrawForeground", () => {
+            if (this.signature() !== this.seen) this.refresh(this.weightsText() !== this.written);
+        });
+    }
+
+    weightsText() {
+        return String(widget(this.node, "weights")?.value ?? "");
+    }
+
+    value(name, fallback) {
+        const w = widget(this.node, name);
+        return w ? w.value : fallback;
+    }
+
+    settings() {
+        return {
+            weightsText: this.weightsText(),
+            numRewards: connectedRewards(this.node),
+            gridDivisions: Number(this.value("grid_divisions", 5)),
+            mode: String(this.value("mode", "srsoup")),
+            candidates: Number(this.value("candidates", 30)),
+            soupSteps: Number(this.value("soup_steps", 20)),
+            steps: Number(this.value("steps", 50)),
+            guidedStart: Number(this.value("guided_start", 0)),
+            guidedEnd: Number(this.value("guided_end", 10000)),
+        };
+    }
+
+    signature() {
+        return JSON.stringify(this.settings());
+    }
+
+    // Recompute the estimate and the error line; rebuild the editor when asked (not while a
+    // slider is being dragged: that would drop the drag).
+    refresh(rebuild = false) {
+        const s = this.settings();
+        this.seen = JSON.stringify(s);
+        this.node.multireward = { settings: s, estimate: null, error: null, lastRun: this.lastRun };
+        let error = "";
+        if (s.numRewards === 0) {
+            this.estimateLine.textContent = "connect a reward to see the cost";
+        } else {
+            try {
+                if (ESTIMATED_NODES.has(this.node.comfyClass)) {
+                    const e = W.estimate(s);
+                    this.node.multireward.estimate = e;
+                    const saving = e.queries ? `, ${(e.weighted_sum_queries / e.queries).toFixed(2)}x fewer` : "";
+                    this.estimateLine.textContent =
+                        `estimate: ${e.queries} reward queries (weighted sum: ${e.weighted_sum_queries}${saving})\n` +
+                        `${e.lookahead_passes} look-ahead passes, ${e.images} images, ${e.guided_steps} guided steps`;
+                } else {
+                    const rows = W.resolveWeights(s.weightsText, s.numRewards, s.gridDivisions);
+                    this.estimateLine.textContent = `${rows.length} images; cost per guided step depends on the sigmas`;
+                }
+            } catch (e) {
+                if (!(e instanceof W.WeightsError)) throw e;
+                error = e.message;
+                this.estimateLine.textContent = "estimate: fix the input below";
+            }
+        }
+        this.node.multireward.error = error || null;
+        this.errorLine.textContent = error;
+        const textarea = widget(this.node, "weights")?.inputEl;
+        if (textarea) textarea.style.outline = error.startsWith("weights") ? `2px solid ${COLORS.error}` : "";
+        this.statusLine.textContent = this.lastRun ?? "";
+        this.toggle.textContent = this.open ? "Edit weights ▾" : "Edit weights ▸";
+        if (rebuild) this.buildEditor(s);
+        fitNode(this.node);
+    }
+
+    buildEditor(s) {
+        this.editor.replaceChildren();
+        if (!this.open) return;
+        if (s.numRewards < 2) {
+            this.editor.append(el("div", { color: COLORS.dim }, "connect two or more rewards to weigh them"));
+            return;
+        }
+        if (!s.weightsText.trim()) {
+            this.gridView(s);
+            return;
+        }
+        let rows = this.rows;
+        if (!rows || rows[0]?.length !== s.numRewards) {
+            try {
+                rows = W.parseWeightRows(s.weightsText, s.numRewards);
+            } catch {
+                this.editor.append(el("div", { color: COLORS.dim }, "fix the weights text to edit it here"));
+                return;
+            }
+        }
+        this.rows = rows;
+        rows.forEach((row, r) => {
+            const line = sliderRow(
+                row,
+                (i, v) => {
+                    this.rows[r] = W.setWeight(this.rows[r], i, v);
+                    updateSliderRow(line, this.rows[r]);
+                    this.write();
+                },
+                rows.length > 1
+                    ? () => {
+                          this.rows.splice(r, 1);
+                          this.write();
+                          this.refresh(true);
+                      }
+                    : null,
+            );
+            this.editor.append(line);
+        });
+        const buttons = el("div", { display: "flex", gap: "4px", marginTop: "2px" });
+        const add = el("button", { fontSize: "11px" }, "+ row");
+        add.className = "mr-add";
+        add.title = "Add a row with equal weights";
+        add.addEventListener("click", () => {
+            this.rows.push(Array(s.numRewards).fill(1 / s.numRewards));
+            this.write();
+            this.refresh(true);
+        });
+        const grid = el("button", { fontSize: "11px" }, "use grid");
+        grid.className = "mr-use-grid";
+        grid.title = "Empty the weights text: the simplex grid of grid_divisions is used";
+        grid.addEventListener("click", () => this.setText(""));
+        buttons.append(add, grid);
+        this.editor.append(buttons);
+    }
+
+    // With no typed rows the grid is used: show its rows, and offer to turn them into rows.
+    gridView(s) {
+        const rows = W.resolveWeights("", s.numRewards, s.gridDivisions);
+        const list = el(
+            "div",
+            { color: COLORS.dim, whiteSpace: "pre-wrap" },
+            `grid (${s.gridDivisions} divisions): ` + rows.map((r) => `(${r.map(fmt).join(", ")})`).join(" "),
+        );
+        list.className = "mr-list";
+        const edit = el("button", { fontSize: "11px" }, "edit as rows");
+        edit.className = "mr-edit-rows";
+        edit.addEventListener("click", () => {
+            this.rows = null;
+            this.setText(W.formatRows(rows));
+        });
+        this.editor.append(list, edit);
+    }
+
+    write() {
+        this.written = W.formatRows(this.rows);
+        const w = widget(this.node, "weights");
+        w.value = this.written; // the DOM widget's setter calls its callback: the estimate follows
+        this.refresh(false);
+    }
+
+    setText(text) {
+        this.written = null;
+        widget(this.node, "weights").value = text;
+        this.refresh(true);
+    }
+
+    // From the node's executed message (ui text = nodes/srsoup.py summary()).
+    executed(message) {
+        const text = (message?.text ?? []).join("\n");
+        const queries = /reward queries: (\d+) \(weighted sum: (\d+)/.exec(text);
+        const time = /(?:time|seconds):\s*([\d.]+)/i.exec(text);
+        const seconds = time ? Number(time[1]) : this.started ? (performance.now() - this.started) / 1000 : null;
+        const parts = [];
+        if (queries) parts.push(`${queries[1]} reward queries (weighted sum: ${queries[2]})`);
+        if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
+        this.lastRun = parts.length ? `last run: ${parts.join(", ")}` : "last run: done";
+        this.lastQueries = queries ? { queries: Number(queries[1]), weighted_sum_queries: Number(queries[2]) } : null;
+        this.started = null;
+        this.refresh(false);
+        this.node.multireward.lastRunQueries = this.lastQueries;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diffusion Blend nodes: weight_1..4 of the chosen LoRAs, balanced on the simplex
+// ---------------------------------------------------------------------------------------------
+
+class BlendPanel {
+    constructor(node) {
+        this.node = node;
+        this.root = el("div", { fontFamily: "sans-serif", fontSize: "12px", color: COLORS.text, overflow: "hidden" });
+        this.root.className = "multireward-panel";
+        this.title = el("div", { color: COLORS.dim });
+        this.sliders = el("div");
+        this.root.append(this.title, this.sliders);
+        this.widget = addPanel(node, this.root, () => 22 + 22 * this.slots().length);
+        for (let k = 1; k <= 4; k++) {
+            const lora = widget(node, `lora_${k}`);
+            if (lora) chain(lora, "callback", () => this.build());
+        }
+        chain(node, "onConfigure", () => setTimeout(() => this.build(), 0));
+        this.build();
+    }
+
+    slots() {
+        const chosen = [];
+        for (let k = 1; k <= 4; k++) {
+            const lora = widget(this.node, `lora_${k}`);
+            if (lora && lora.value && lora.value !== NO_LORA && widget(this.node, `weight_${k}`)) chosen.push(k);
+        }
+        return chosen;
+    }
+
+    build() {
+        const slots = this.slots();
+        this.sliders.replaceChildren();
+        this.title.textContent = slots.length >= 2 ? "balance on the simplex (sum = 1):" : "choose two LoRAs to balance them";
+        if (slots.length >= 2) {
+            const weights = slots.map((k) => Math.max(0, Number(widget(this.node, `weight_${k}`).value)));
+            const total = weights.reduce((a, b) => a + b, 0);
+            let row = total > 0 ? weights.map((w) => w / total) : weights.map(() => 1 / slots.length);
+            const line = sliderRow(row, (i, v) => {
+                row = W.setWeight(row, i, v);
+                updateSliderRow(line, row);
+                slots.forEach((k, j) => {
+                    const w = widget(this.node, `weight_${k}`);
+                    w.value = Number(row[j].toFixed(4));
+                    w.callback?.(w.value);
+                });
+                this.node.setDirtyCanvas(true, true);
+            });
+            this.sliders.append(line);
+        }
+        fitNode(this.node);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+app.registerExtension({
+    name: "multireward.frontend",
+
+    async nodeCreated(node) {
+        if (SRSOUP_NODES.has(node.comfyClass)) {
+            node.multirewardPanel = new SRSoupPanel(node);
+        } else if (BLEND_NODES.has(node.comfyClass)) {
+            node.multirewardPanel = new BlendPanel(node);
+        }
+    },
+
+    async beforeRegisterNodeDef(nodeType, nodeData) {
+        if (!SRSOUP_NODES.has(nodeData.name)) return;
+        chain(nodeType.prototype, "onExecuted", function (message) {
+            this.multirewardPanel?.executed(message);
+        });
+    },
+
+    async setup() {
+        // Client-side timing for the status line, in case the node's text carries no time.
+        api.addEventListener("executing", ({ detail }) => {
+            const id = typeof detail === "object" && detail ? detail.node : detail;
+            const node = id != null ? app.graph?.getNodeById?.(Number(id)) : null;
+            if (node?.multirewardPanel instanceof SRSoupPanel) node.multirewardPanel.started = performance.now();
+        });
+    },
+});
