@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .base import Reward, RewardError
 from .colorfulness import Colorfulness
 from .jpeg import JpegCompressibility
+from .sharpness import Sharpness
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -46,6 +47,13 @@ register(
         name="colorfulness",
         description="Hasler-Suesstrunk colourfulness; no weights. Conflicts with JPEG compressibility.",
         build=lambda path, dtype: Colorfulness(),
+    )
+)
+register(
+    RewardSpec(
+        name="sharpness",
+        description="Variance of the Laplacian (fine detail); no weights. Conflicts with JPEG compressibility.",
+        build=lambda path, dtype: Sharpness(),
     )
 )
 

@@ -109,3 +109,17 @@ def test_a_failing_prompt_leaves_the_host_working(comfy):
     comfy.run(images_graph(empty_image_node(), reward_name="nope"), expect_success=False)
     result = comfy.run(images_graph(empty_image_node(color=0x101010, batch=1)))
     assert len(result.output_list("3", 0)) == 1
+
+
+def test_sharpness_is_the_variance_of_the_laplacian():
+    from multireward.rewards.sharpness import Sharpness
+
+    # A vertical edge: grey 0 | 255 columns. The Laplacian is +-255 on the two columns beside the
+    # edge and 0 elsewhere, over a 6-wide valid region of an 8-wide image.
+    image = torch.zeros(1, 8, 8, 3)
+    image[:, :, 4:, :] = 1.0
+    response = torch.zeros(6, 6, dtype=torch.float64)
+    response[:, 2], response[:, 3] = 255.0, -255.0
+    expected = response.var(unbiased=False).item()
+    assert Sharpness().score(image).item() == pytest.approx(expected, rel=1e-5)
+    assert Sharpness().score(torch.full((1, 8, 8, 3), 0.3)).item() == 0.0
