@@ -87,7 +87,7 @@ def sampling_graph(
     batch: int = 1,
 ) -> dict:
     """Tiny SD1.5 (node "1"), prompts, an empty 64x64 latent, a stock KSampler ("ks") fed by
-    `model_ref`, and a decode + preview so the graph has an output."""
+    `model_ref`, and a SaveLatent so the graph has an output."""
     graph = {
         "1": {"class_type": "MultiRewardTest_TinySD15", "inputs": {"seed": 0}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red apple", "clip": ["1", 1]}},
@@ -108,8 +108,11 @@ def sampling_graph(
                 "denoise": 1.0,
             },
         },
-        "dec": {"class_type": "VAEDecode", "inputs": {"samples": ["ks", 0], "vae": ["1", 2]}},
-        "out": {"class_type": "PreviewImage", "inputs": {"images": ["dec", 0]}},
+        # An output node that needs no decode: the tests compare latents, which fix the images.
+        "out": {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": ["ks", 0], "filename_prefix": "blend_test"},
+        },
     }
     graph.update(model_nodes)
     return graph
@@ -146,6 +149,9 @@ def independent_lora_model(host, lora_name: str):
     path = host.models_dir("loras") / lora_name
     lora_state = comfy.utils.load_torch_file(str(path), safe_load=True)
     patched, _ = comfy.sd.load_lora_for_models(patcher, None, lora_state, 1.0, 0.0)
-    patched.patch_model()
+    # ModelPatcher's own per-weight merge (patch_model would skip modules the deep copy marks as
+    # already patched).
+    for key in patched.patches:
+        patched.patch_weight_to_device(key, device_to=device)
     module.current_patcher = patched
     return module
