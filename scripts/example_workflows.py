@@ -1,0 +1,342 @@
+"""The bundled example workflows, described compactly and written in ComfyUI's UI format.
+
+    .host/venv/bin/python scripts/example_workflows.py    # rewrites example_workflows/*.json + .jpg
+
+Each names ComfyUI's standard SD1.5 checkpoint, which a user swaps for their own; the tests and
+the demo runner swap in the tiny test checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from workflows import NodeSpec, build_ui_workflow
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = PACK_ROOT / "example_workflows"
+STANDARD_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+PROMPT = "a lighthouse on a cliff at sunset, oil painting"
+NEGATIVE = "blurry, low quality"
+
+AUTHORS_THREE_REWARD_ROWS = (
+    "1,0,0; 0.8,0.2,0; 0.8,0,0.2; 0.6,0.4,0; 0.6,0,0.4; 0.33,0.33,0.34; 0.2,0.8,0; 0,1,0; "
+    "0,0.8,0.2; 0,0.6,0.4; 0.2,0,0.8; 0,0.2,0.8; 0,0,1"
+)
+
+
+def sd15_front(width: int = 512, height: int = 512) -> list[NodeSpec]:
+    """Checkpoint, the prompt typed once (feeding both the text encoder and the rewards), latent."""
+    return [
+        NodeSpec(1, "CheckpointLoaderSimple", (0, 0), {"ckpt_name": STANDARD_CHECKPOINT}, size=(320, 100)),
+        NodeSpec(
+            2,
+            "PrimitiveStringMultiline",
+            (0, 160),
+            {"value": PROMPT},
+            title="Prompt (typed once)",
+            size=(320, 120),
+        ),
+        NodeSpec(3, "CLIPTextEncode", (380, 0), links={"clip": (1, 1), "text": (2, 0)}, size=(320, 80)),
+        NodeSpec(
+            4,
+            "CLIPTextEncode",
+            (380, 140),
+            {"text": NEGATIVE},
+            links={"clip": (1, 1)},
+            title="Negative",
+            size=(320, 120),
+        ),
+        NodeSpec(
+            5,
+            "EmptyLatentImage",
+            (380, 320),
+            {"width": width, "height": height, "batch_size": 1},
+            size=(320, 110),
+        ),
+    ]
+
+
+def reward_loaders(names: list[str], first_id: int = 20, top: int = 480) -> list[NodeSpec]:
+    return [
+        NodeSpec(
+            first_id + k,
+            "MultiReward_RewardLoader",
+            (0, top + 130 * k),
+            {"reward_name": name},
+            size=(320, 110),
+        )
+        for k, name in enumerate(names)
+    ]
+
+
+def reward_links(names: list[str], first_id: int = 20) -> dict:
+    slots = ["reward", "reward_2", "reward_3", "reward_4"]
+    return {slots[k]: (first_id + k, 0) for k in range(len(names))}
+
+
+def outputs_after(sampler_id: int, report_slot: int | None, prefix: str, x: int = 1180) -> list[NodeSpec]:
+    nodes = [
+        NodeSpec(40, "VAEDecode", (x, 0), links={"samples": (sampler_id, 0), "vae": (1, 2)}, size=(220, 50)),
+        NodeSpec(
+            41,
+            "SaveImage",
+            (x + 260, 0),
+            {"filename_prefix": f"{prefix}/image"},
+            links={"images": (40, 0)},
+            size=(420, 300),
+        ),
+    ]
+    if report_slot is not None:
+        nodes += [
+            NodeSpec(
+                42,
+                "MultiReward_ParetoFront",
+                (x, 120),
+                {"size": 768},
+                links={"report": (sampler_id, report_slot), "images": (40, 0)},
+                size=(300, 330),
+            ),
+            NodeSpec(
+                43,
+                "SaveImage",
+                (x + 260, 360),
+                {"filename_prefix": f"{prefix}/pareto"},
+                links={"images": (42, 0)},
+                title="Save Pareto plot",
+                size=(420, 460),
+            ),
+            NodeSpec(
+                44,
+                "MultiReward_SaveReport",
+                (x, 500),
+                {"filename_prefix": f"{prefix}/report"},
+                links={"report": (sampler_id, report_slot)},
+                size=(300, 80),
+            ),
+        ]
+    return nodes
+
+
+def srsoup_sampler(rewards: list[str], weights: str = "", grid: int = 5) -> NodeSpec:
+    return NodeSpec(
+        30,
+        "MultiReward_SRSoupKSampler",
+        (760, 0),
+        {
+            "seed": 42,
+            "steps": 50,
+            "cfg": 5.0,
+            "scheduler": "normal",
+            "weights": weights,
+            "grid_divisions": grid,
+            "mode": "srsoup",
+            "candidates": 30,
+            "soup_steps": 20,
+            "guided_start": 0,
+            "guided_end": 10000,
+            "correction": "divided_by_s",
+        },
+        links={
+            "model": (1, 0),
+            "positive": (3, 0),
+            "negative": (4, 0),
+            "latent_image": (5, 0),
+            "vae": (1, 2),
+            "prompt": (2, 0),
+            **reward_links(rewards),
+        },
+        size=(360, 700),
+    )
+
+
+def srsoup_two_rewards() -> list[NodeSpec]:
+    rewards = ["jpeg_compressibility", "colorfulness"]
+    return [
+        *sd15_front(),
+        *reward_loaders(rewards),
+        srsoup_sampler(rewards),
+        *outputs_after(30, 1, "srsoup_two_rewards"),
+    ]
+
+
+def srsoup_three_rewards() -> list[NodeSpec]:
+    rewards = ["jpeg_compressibility", "colorfulness", "sharpness"]
+    return [
+        *sd15_front(),
+        *reward_loaders(rewards),
+        srsoup_sampler(rewards, AUTHORS_THREE_REWARD_ROWS),
+        *outputs_after(30, 1, "srsoup_three_rewards"),
+    ]
+
+
+def srsoup_sampler_custom_advanced() -> list[NodeSpec]:
+    rewards = ["jpeg_compressibility", "sharpness"]
+    return [
+        *sd15_front(),
+        *reward_loaders(rewards),
+        NodeSpec(
+            31,
+            "MultiReward_SRSoupSampler",
+            (760, 0),
+            {
+                "weights": "1,0; 0.75,0.25; 0.5,0.5; 0.25,0.75; 0,1",
+                "mode": "srsoup",
+                "candidates": 30,
+                "soup_steps": 15,
+                "correction": "divided_by_s",
+                "guidance_seed": 1,
+            },
+            links={"vae": (1, 2), "prompt": (2, 0), **reward_links(rewards)},
+            size=(360, 520),
+        ),
+        NodeSpec(
+            32,
+            "CFGGuider",
+            (760, 560),
+            {"cfg": 5.0},
+            links={"model": (1, 0), "positive": (3, 0), "negative": (4, 0)},
+            size=(300, 100),
+        ),
+        NodeSpec(
+            33,
+            "BasicScheduler",
+            (760, 700),
+            {"scheduler": "normal", "steps": 40, "denoise": 1.0},
+            links={"model": (1, 0)},
+            size=(300, 110),
+        ),
+        NodeSpec(34, "RandomNoise", (760, 850), {"noise_seed": 42}, size=(300, 80)),
+        NodeSpec(
+            35,
+            "SamplerCustomAdvanced",
+            (1180, 600),
+            links={
+                "noise": (34, 0),
+                "guider": (32, 0),
+                "sampler": (31, 0),
+                "sigmas": (33, 0),
+                "latent_image": (5, 0),
+            },
+            size=(300, 110),
+        ),
+        NodeSpec(
+            36,
+            "MultiReward_SRSoupReport",
+            (1180, 760),
+            links={"sampler": (31, 0), "samples": (35, 0)},
+            size=(300, 200),
+        ),
+        *outputs_after(35, None, "srsoup_custom_advanced"),
+    ]
+
+
+def reward_score() -> list[NodeSpec]:
+    rewards = ["jpeg_compressibility", "colorfulness", "sharpness"]
+    front = sd15_front()
+    front[-1].widgets["batch_size"] = 4
+    return [
+        *front,
+        *reward_loaders(rewards),
+        NodeSpec(
+            30,
+            "KSampler",
+            (760, 0),
+            {
+                "seed": 42,
+                "steps": 25,
+                "cfg": 6.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+            links={"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent_image": (5, 0)},
+            size=(320, 270),
+        ),
+        NodeSpec(40, "VAEDecode", (1120, 0), links={"samples": (30, 0), "vae": (1, 2)}, size=(220, 50)),
+        NodeSpec(
+            45,
+            "MultiReward_RewardScore",
+            (1120, 100),
+            links={"images": (40, 0), "prompt": (2, 0), **reward_links(rewards)},
+            size=(420, 300),
+        ),
+        NodeSpec(
+            42,
+            "MultiReward_ParetoFront",
+            (1120, 450),
+            {"size": 512},
+            links={"report": (45, 2), "images": (40, 0)},
+            size=(300, 330),
+        ),
+    ]
+
+
+EXAMPLES = {
+    "srsoup_two_rewards": (
+        srsoup_two_rewards,
+        "SRSoup KSampler: a Pareto front of 6 images trading JPEG compressibility against colourfulness",
+    ),
+    "srsoup_three_rewards": (
+        srsoup_three_rewards,
+        "SRSoup KSampler with three rewards and the authors' 13 weight rows",
+    ),
+    "srsoup_sampler_custom_advanced": (
+        srsoup_sampler_custom_advanced,
+        "The SRSoup SAMPLER in SamplerCustomAdvanced, with its report",
+    ),
+    "reward_score": (reward_score, "Score a batch of images with three rewards; plot the trade-off"),
+}
+
+
+def write_examples(object_info: dict, names: list[str] | None = None) -> list[Path]:
+    written = []
+    for name, (describe, title) in EXAMPLES.items():
+        if names and name not in names:
+            continue
+        workflow = build_ui_workflow(describe(), object_info, extra={"multireward_example": title})
+        path = EXAMPLES_DIR / f"{name}.json"
+        path.write_text(json.dumps(workflow, indent=1) + "\n")
+        write_thumbnail(path.with_suffix(".jpg"), title, workflow)
+        written.append(path)
+    return written
+
+
+def write_thumbnail(path: Path, title: str, workflow: dict) -> None:
+    """A small card for the template browser: the title and the chain of node types."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    card = Image.new("RGB", (512, 384), (32, 34, 40))
+    draw = ImageDraw.Draw(card)
+    heading = ImageFont.load_default(size=22)
+    body = ImageFont.load_default(size=15)
+    draw.text((20, 20), "multireward", fill=(240, 120, 80), font=heading)
+    words, line, y = title.split(), "", 60
+    for word in words:
+        if draw.textlength(line + " " + word, font=body) > 470:
+            draw.text((20, y), line.strip(), fill=(235, 235, 235), font=body)
+            line, y = "", y + 22
+        line += " " + word
+    draw.text((20, y), line.strip(), fill=(235, 235, 235), font=body)
+    types = sorted({node["type"].replace("MultiReward_", "") for node in workflow["nodes"]})
+    for k, node_type in enumerate(types[:10]):
+        draw.text(
+            (20 + 240 * (k % 2), 150 + 22 * (k // 2)), "- " + node_type, fill=(150, 200, 255), font=body
+        )
+    card.save(path, quality=88)
+
+
+def main() -> int:
+    sys.path.insert(0, str(PACK_ROOT / "scripts"))
+    from comfy_server import ComfyServer
+
+    with ComfyServer() as server:
+        object_info = server.get("/object_info")
+    for path in write_examples(object_info, sys.argv[1:]):
+        print(f"wrote {path.relative_to(PACK_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
