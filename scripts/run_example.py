@@ -57,11 +57,11 @@ def build_tiny_checkpoint() -> Path:
     return tiny_models.write_sd15_checkpoint(HOST / "cache" / "tiny_sd15_checkpoint.safetensors")
 
 
-def scale_down(workflow: dict, object_info: dict) -> list[str]:
+def scale_down(workflow: dict, object_info: dict, settings: dict = CPU_SETTINGS) -> list[str]:
     from workflows import replace_widget
 
     changed = []
-    for (node_type, widget), value in CPU_SETTINGS.items():
+    for (node_type, widget), value in settings.items():
         if replace_widget(workflow, node_type, widget, value, object_info):
             changed.append(f"{node_type}.{widget} = {value}")
     return changed

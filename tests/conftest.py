@@ -29,17 +29,20 @@ def comfy() -> harness.ComfyHost:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(comfy) -> str:
-    """File name of the stock-detectable SD1.5 checkpoint in the host's checkpoints folder.
-
-    Built once per machine (about 250 MB, mostly the fixed-size CLIP-L text encoder) and cached
-    outside the temporary host so later runs only link it.
-    """
+def tiny_checkpoint_file() -> Path:
+    """A stock-detectable SD1.5 checkpoint (320 channels, the fixed-size CLIP-L text encoder, a
+    TAESD VAE). Built once per machine (about 250 MB) and cached in the host folder."""
     import tiny_models
 
-    cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
-    tiny_models.write_sd15_checkpoint(cache)
+    return tiny_models.write_sd15_checkpoint(
+        harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(comfy, tiny_checkpoint_file) -> str:
+    """File name of the tiny checkpoint in the in-process host's checkpoints folder."""
     link = comfy.models_dir("checkpoints") / "tiny_sd15.safetensors"
     if not link.exists():
-        link.symlink_to(cache)
+        link.symlink_to(tiny_checkpoint_file)
     return link.name

@@ -1,0 +1,73 @@
+"""Every bundled example workflow runs on a real server, converted the way the frontend queues it,
+with the tiny checkpoint in place of the standard one."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from harness import PACK_ROOT
+from server_harness import ComfyServer, error_message
+
+sys.path.insert(0, str(PACK_ROOT / "scripts"))
+from run_example import CPU_SETTINGS, TINY_CHECKPOINT, scale_down
+from workflows import replace_widget, ui_to_api
+
+pytestmark = pytest.mark.server
+
+EXAMPLES = sorted(path.stem for path in (PACK_ROOT / "example_workflows").glob("*.json"))
+#: Even smaller than the demo's CPU settings: the suite runs every example.
+TEST_SETTINGS = {
+    **CPU_SETTINGS,
+    ("EmptyLatentImage", "width"): 32,
+    ("EmptyLatentImage", "height"): 32,
+    **{
+        (node, "steps"): 3
+        for node in (
+            "MultiReward_SRSoupKSampler",
+            "BasicScheduler",
+            "KSampler",
+            "MultiReward_DiffusionBlendSampler",
+        )
+    },
+    **{(node, "candidates"): 3 for node in ("MultiReward_SRSoupKSampler", "MultiReward_SRSoupSampler")},
+    **{(node, "soup_steps"): 1 for node in ("MultiReward_SRSoupKSampler", "MultiReward_SRSoupSampler")},
+}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint_file):
+    with ComfyServer() as running:
+        folder = running.base_dir / "models" / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / TINY_CHECKPOINT).symlink_to(tiny_checkpoint_file)
+        running.object_info = running.get("/object_info")
+        yield running
+
+
+def test_examples_exist_with_thumbnails():
+    assert {
+        "srsoup_two_rewards",
+        "srsoup_three_rewards",
+        "srsoup_sampler_custom_advanced",
+        "reward_score",
+    } <= set(EXAMPLES)
+    for name in EXAMPLES:
+        assert (PACK_ROOT / "example_workflows" / f"{name}.jpg").exists(), name
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs_on_a_real_server(server, name):
+    workflow = json.loads((PACK_ROOT / "example_workflows" / f"{name}.json").read_text())
+    missing = {node["type"] for node in workflow["nodes"]} - set(server.object_info)
+    assert not missing, f"{name} uses node types the server lacks: {missing}"
+    assert (
+        replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT, server.object_info)
+        == 1
+    )
+    scale_down(workflow, server.object_info, TEST_SETTINGS)
+    entry = server.run(ui_to_api(workflow, server.object_info), timeout=900)
+    assert entry["status"]["status_str"] == "success", error_message(entry)
+    saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+    assert saved, f"{name} saved or previewed no image"
