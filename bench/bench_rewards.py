@@ -4,6 +4,7 @@ real-shaped random weights, over batch sizes. Prints a table.
     .host/venv/bin/python bench/bench_rewards.py                 # quick defaults
     .host/venv/bin/python bench/bench_rewards.py --skip-real --batch-sizes 1 8 32
     .host/venv/bin/python bench/bench_rewards.py --rewards hpsv2 imagereward --real-batch-sizes 1 4
+    .host/venv/bin/python bench/bench_rewards.py --gpu --real-batch-sizes 1 8 32   # when a GPU is lent
 
 Real-shaped weights are random (no downloads) but have the published shapes: ViT-H/14 for HPSv2
 and PickScore, ViT-L/14 for CLIP score and the LAION aesthetic tower, BLIP ViT-L + BERT-base for
@@ -165,9 +166,18 @@ def main() -> None:
     parser.add_argument("--real-batch-sizes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-real", action="store_true", help="only tiny weights (fast)")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="use ComfyUI's default device (a GPU, fp16 under dtype auto) instead of --cpu",
+    )
     options = parser.parse_args()
 
     harness.prepare_comfy_imports()
+    if options.gpu:
+        from comfy.cli_args import args
+
+        args.cpu = False  # read when comfy.model_management is first imported, just below
     harness.install_pack_alias()
     from multireward.comfy_adapter import models
 
