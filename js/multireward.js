@@ -28,8 +28,20 @@ function widget(node, name) {
     return node.widgets?.find((w) => w.name === name);
 }
 
+function rewardLinks(node) {
+    return REWARD_INPUTS.map((name) => node.inputs?.find((i) => i.name === name)).filter((i) => i?.link != null);
+}
+
 function connectedRewards(node) {
-    return REWARD_INPUTS.filter((name) => node.inputs?.find((i) => i.name === name)?.link != null).length;
+    return rewardLinks(node).length;
+}
+
+// Column titles for the sliders: the reward a Reward Loader loads, else the input's name.
+function rewardLabels(node) {
+    return rewardLinks(node).map((input) => {
+        const source = node.getInputNode?.(node.inputs.indexOf(input));
+        return String(widget(source ?? {}, "reward_name")?.value ?? input.name);
+    });
 }
 
 function el(tag, style = {}, text = "") {
@@ -144,7 +156,7 @@ class SRSoupPanel {
             (n, e) => n + (e.textContent ? e.textContent.split("\n").length : 0),
             0,
         );
-        const editor = this.open ? 30 + 22 * this.editor.querySelectorAll(".mr-row, .mr-list").length : 0;
+        const editor = this.open ? 46 + 22 * this.editor.querySelectorAll(".mr-row, .mr-list").length : 0;
         return 34 + 16 * lines + editor;
     }
 
@@ -196,6 +208,7 @@ class SRSoupPanel {
     refresh(rebuild = false) {
         const s = this.settings();
         this.seen = JSON.stringify(s);
+        this.root.dataset.nodeId = String(this.node.id); // ids are given when the node joins a graph
         this.node.multireward = { settings: s, estimate: null, error: null, lastRun: this.lastRun };
         let error = "";
         if (s.numRewards === 0) {
@@ -250,6 +263,14 @@ class SRSoupPanel {
             }
         }
         this.rows = rows;
+        const header = el("div", { display: "flex", gap: "4px", color: COLORS.dim, fontSize: "11px" });
+        header.className = "mr-header";
+        for (const label of rewardLabels(this.node)) {
+            const title = el("span", { flex: "1", overflow: "hidden", textOverflow: "ellipsis" }, label);
+            header.append(title);
+        }
+        header.append(el("span", { width: "22px" }));
+        this.editor.append(header);
         rows.forEach((row, r) => {
             const line = sliderRow(
                 row,

@@ -1,0 +1,126 @@
+"""A real ComfyUI server and Debian's chromium driven by playwright: one of each per test module.
+
+Chromium comes from apt (`/usr/bin/chromium`), never from `playwright install`. The machines these
+tests run on have two shared cores, so a module boots the server and the app once and its tests
+share the page; each test starts from an empty or freshly loaded graph.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import harness
+import pytest
+from server_harness import ComfyServer
+
+CHROMIUM = os.environ.get("MULTIREWARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TINY_CHECKPOINT = "tiny_sd15.safetensors"
+IMAGES_DIR = harness.PACK_ROOT / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real server whose checkpoints folder holds the tiny stock-detectable SD1.5 checkpoint."""
+    import tiny_models
+
+    cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
+    tiny_models.write_sd15_checkpoint(cache)
+    running = ComfyServer()
+    checkpoints = running.base_dir / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / TINY_CHECKPOINT).symlink_to(cache)
+    with running:
+        yield running
+    shutil.rmtree(running.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+class App:
+    """The booted frontend on one page, and what happened while it booted."""
+
+    def __init__(self, page, server: ComfyServer):
+        self.page, self.server = page, server
+        self.checkpoint = TINY_CHECKPOINT
+        self.page_errors: list[str] = []
+        self.templates_dialog = None  # how the first-run templates dialog was closed
+        page.on("pageerror", lambda error: self.page_errors.append(f"{error}\n{error.stack}"))
+
+    def boot(self) -> App:
+        page = self.page
+        page.goto(self.server.url)
+        page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=90_000)
+        dialog = page.locator('[aria-labelledby="global-workflow-template-selector"]')
+        try:
+            dialog.wait_for(state="visible", timeout=20_000)
+        except Exception:
+            self.templates_dialog = "did not open"
+            return self
+        page.keyboard.press("Escape")
+        try:
+            dialog.wait_for(state="hidden", timeout=2_000)
+            self.templates_dialog = "Escape"
+        except Exception:
+            # Frontend 1.32 opens it as a non-closable layout dialog, which ignores Escape; its
+            # own close button (the "x") is what a user clicks there.
+            dialog.locator("button:has(.pi-times)").first.click()
+            dialog.wait_for(state="hidden", timeout=10_000)
+            self.templates_dialog = "close button"
+        # The api object the frontend itself uses: record run errors for the tests.
+        page.evaluate(
+            """() => {
+                window.__mr = { errors: [], successes: 0 };
+                const api = window.comfyAPI.api.api;
+                api.addEventListener('execution_error', (e) => window.__mr.errors.push(e.detail));
+                api.addEventListener('execution_success', () => window.__mr.successes++);
+            }"""
+        )
+        return self
+
+    def evaluate(self, script: str, arg=None):
+        return self.page.evaluate(script, arg)
+
+    def wait(self, condition: str, timeout: float = 240.0, arg=None):
+        return self.page.wait_for_function(condition, arg=arg, timeout=timeout * 1000)
+
+    def run_button(self):
+        return self.page.get_by_role("button", name="Run").first
+
+    def screenshot(self, name: str, clip: dict | None = None) -> Path:
+        IMAGES_DIR.mkdir(parents=True, exist_ok=True)
+        path = IMAGES_DIR / name
+        self.page.screenshot(path=str(path), clip=clip)
+        return path
+
+    def settle(self, seconds: float = 0.3) -> None:
+        time.sleep(seconds)
+
+
+@pytest.fixture(scope="module")
+def app(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    booted = App(page, server).boot()
+    yield booted
+    page.close()

@@ -1,0 +1,360 @@
+"""The real frontend (comfyui-frontend-package) in Debian's chromium against a real server.
+
+Checks what a user sees: the app boots with our nodes, every example workflow loads with no missing
+nodes, an SRSoup workflow with the tiny checkpoint runs from the Run button, the weights editor keeps
+rows on the simplex, the live cost estimate equals the report's numbers, and a bad weights row is
+marked on the node with the server's own words before it is queued.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import harness
+import pytest
+import torch
+
+from multireward.sampling_math.guidance import GuidanceSettings, guided_step_indices
+from multireward.sampling_math.ledger import weighted_sum_cost
+from multireward.sampling_math.report import planned_cost
+from multireward.sampling_math.weights import WeightsError, parse_weight_rows, resolve_weights
+
+pytestmark = pytest.mark.browser
+
+EXAMPLES = sorted((harness.PACK_ROOT / "example_workflows").glob("*.json"))
+WEIGHT_FREE_REWARDS = ("jpeg_compressibility", "colorfulness", "sharpness")
+SRSOUP = "MultiReward_SRSoupKSampler"
+
+# A two- or three-reward SRSoup graph built through LiteGraph as a user would wire it.
+BUILD_GRAPH = """([checkpoint, rewards]) => {
+    app.graph.clear();
+    const add = (type, pos, values = {}) => {
+        const node = LiteGraph.createNode(type);
+        node.pos = pos;
+        app.graph.add(node);
+        for (const [name, value] of Object.entries(values)) node.widgets.find((w) => w.name === name).value = value;
+        return node;
+    };
+    const ckpt = add('CheckpointLoaderSimple', [10, 10], {ckpt_name: checkpoint});
+    const pos = add('CLIPTextEncode', [10, 160], {text: 'a red fox in snow'});
+    const neg = add('CLIPTextEncode', [10, 400], {text: ''});
+    const latent = add('EmptyLatentImage', [10, 640], {width: 64, height: 64});
+    const sampler = add('MultiReward_SRSoupKSampler', [780, 10], {
+        steps: 4, candidates: 4, soup_steps: 1, grid_divisions: 2, prompt: 'a red fox in snow',
+        control_after_generate: 'fixed',
+    });
+    ckpt.connect(0, sampler, 'model'); ckpt.connect(1, pos, 'clip'); ckpt.connect(1, neg, 'clip');
+    ckpt.connect(2, sampler, 'vae'); pos.connect(0, sampler, 'positive'); neg.connect(0, sampler, 'negative');
+    latent.connect(0, sampler, 'latent_image');
+    rewards.forEach((name, i) => {
+        const loader = add('MultiReward_RewardLoader', [440, 10 + 180 * i], {reward_name: name});
+        loader.connect(0, sampler, i ? `reward_${i + 1}` : 'reward');
+    });
+    app.canvas.ds.offset = [70, 110];
+    app.canvas.ds.scale = 0.75;
+    app.graph.setDirtyCanvas(true, true);
+    window.__sampler = sampler;
+    return sampler.id;
+}"""
+
+WIDGET = "([id, name]) => app.graph.getNodeById(id).widgets.find((w) => w.name === name).value"
+
+
+def build_graph(app, rewards=WEIGHT_FREE_REWARDS[:2]) -> int:
+    node_id = app.evaluate(BUILD_GRAPH, [app.checkpoint, list(rewards)])
+    app.settle(0.5)
+    return node_id
+
+
+def in_panel(app, node_id, selector):
+    """An element of the panel of node `node_id` (stale panels of removed nodes never match)."""
+    return app.page.locator(f'.multireward-panel[data-node-id="{node_id}"] {selector}')
+
+
+def weights_textarea(app, node_id):
+    app.evaluate(
+        "(id) => { app.graph.getNodeById(id).widgets.find((w) => w.name === 'weights').inputEl"
+        ".dataset.mrTest = 'weights-' + id; }",
+        node_id,
+    )
+    return app.page.locator(f'textarea[data-mr-test="weights-{node_id}"]')
+
+
+def panel(app, node_id):
+    return app.evaluate("(id) => app.graph.getNodeById(id).multireward", node_id)
+
+
+def python_estimate(text, num_rewards, grid, mode, n, k, steps, start, end):
+    """The Python side of the same numbers: resolve_weights, guided_step_indices, planned_cost."""
+    weights = resolve_weights(text, num_rewards, grid)
+    settings = GuidanceSettings(
+        weights=weights, mode=mode, candidates=n, soup_steps=k, guided_start=start, guided_end=end
+    )
+    sigmas = torch.linspace(10.0, 0.0, steps + 1)  # steps + 1 sigmas ending at 0, as the schedulers give
+    guided = len(guided_step_indices(sigmas, settings, flow=False))
+    queries, passes = planned_cost(settings, guided)
+    ws_queries, ws_passes = weighted_sum_cost(weights, n, guided)
+    return {
+        "images": settings.chain_weights().shape[0],
+        "guided_steps": guided,
+        "queries": queries,
+        "lookahead_passes": passes,
+        "weighted_sum_queries": ws_queries,
+        "weighted_sum_lookahead_passes": ws_passes,
+    }
+
+
+def python_error(text, num_rewards) -> str:
+    try:
+        parse_weight_rows(text, num_rewards)
+    except WeightsError as error:
+        return str(error)
+    return ""
+
+
+def test_app_boots_with_our_node_types_and_extension(app, server):
+    assert app.templates_dialog in ("Escape", "close button", "did not open")
+    assert app.page.locator('[aria-labelledby="global-workflow-template-selector"]').count() == 0
+    info = server.get("/object_info")
+    ours = sorted(
+        name
+        for name, spec in info.items()
+        if "multireward" in spec.get("python_module", "")
+        and "multireward_testing" not in spec["python_module"]
+    )
+    assert SRSOUP in ours and len(ours) >= 5, ours
+    registered = app.evaluate("() => Object.keys(LiteGraph.registered_node_types)")
+    assert set(ours) <= set(registered), set(ours) - set(registered)
+    assert app.evaluate("() => typeof window.MultiReward.estimate") == "function"
+
+
+@pytest.mark.skipif(not EXAMPLES, reason="no example workflows yet")
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_workflow_loads_with_no_missing_nodes(app, path):
+    workflow = json.loads(path.read_text())
+    result = app.evaluate(
+        """async (workflow) => {
+            await app.loadGraphData(workflow, true, true, null,
+                {showMissingNodesDialog: false, showMissingModelsDialog: false});
+            const types = workflow.nodes.map((n) => n.type);
+            return {
+                missing: types.filter((t) => !(t in LiteGraph.registered_node_types)),
+                loaded: app.graph.nodes.length,
+                broken: app.graph.nodes.filter((n) => n.has_errors).map((n) => n.type),
+            };
+        }""",
+        workflow,
+    )
+    assert result["missing"] == [], f"{path.name}: missing node types {result['missing']}"
+    assert result["broken"] == [], f"{path.name}: nodes marked broken {result['broken']}"
+    assert result["loaded"] == len(workflow["nodes"])
+    prompt = app.evaluate("async () => (await app.graphToPrompt()).output")
+    assert prompt, f"{path.name}: the frontend made an empty prompt"
+
+
+def test_estimate_matches_the_python_formulas(app):
+    cases = []
+    for mode in ("srsoup", "weighted_sum", "single"):
+        for text, m, grid in (
+            ("", 2, 5),
+            ("", 3, 2),
+            ("1,0; 0.5,0.5; 0,1", 2, 5),
+            ("2 1 0\n0 0 1; 1,1,1", 3, 4),
+        ):
+            for steps, start, end, k in (
+                (50, 0, 10000, 20),
+                (10, 2, 7, 3),
+                (4, 0, 10000, 0),
+                (30, 5, 30, 24),
+            ):
+                cases.append([text, m, grid, mode, 7, k, steps, start, end])
+    got = app.evaluate(
+        """(cases) => cases.map(([t, m, g, mode, n, k, steps, s, e]) => window.MultiReward.estimate({
+            weightsText: t, numRewards: m, gridDivisions: g, mode, candidates: n, soupSteps: k, steps,
+            guidedStart: s, guidedEnd: e}))""",
+        cases,
+    )
+    for case, estimate in zip(cases, got, strict=True):
+        assert estimate == python_estimate(*case), case
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,0; 0.5,abc; 0,1",
+        "1,0\n0,1,0",
+        "1,0; -1,2",
+        "0,0; 1,0; 0,1",
+        "1,0; inf,1",
+        "1,0; 0x10,1",
+        "1_0,1; 0,1",
+        "1,0",
+        " ; ;",
+        "1e-3 2 | 0 1",
+    ],
+)
+def test_weight_errors_use_the_server_parsers_words(app, text):
+    got = app.evaluate(
+        """(text) => { try { window.MultiReward.parseWeightRows(text, 2); return ''; }
+                      catch (e) { return e.message; } }""",
+        text,
+    )
+    assert got == python_error(text, 2)
+
+
+def test_weights_editor_keeps_rows_on_the_simplex(app):
+    node_id = build_graph(app, WEIGHT_FREE_REWARDS)
+    page = app.page
+    in_panel(app, node_id, ".mr-toggle").click()
+    in_panel(app, node_id, ".mr-edit-rows").click()  # the grid's rows become editable rows
+    app.settle()
+    rows_before = parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)
+    assert len(rows_before) == len(resolve_weights("", 3, 2))
+    sliders = in_panel(app, node_id, ".mr-row").nth(1).locator(".mr-slider")
+    for index, value in ((0, 0.7), (1, 0.05), (2, 1.0), (0, 0.0), (1, 0.33)):
+        sliders.nth(index).fill(str(value))
+        text = app.evaluate(WIDGET, [node_id, "weights"])
+        rows = parse_weight_rows(text, 3)  # the server's parser accepts every state
+        for row in rows:
+            assert all(w >= 0 for w in row)
+        raw = [float(v) for v in re.split(r"[,\s]+", text.splitlines()[1].strip())]
+        assert math.isclose(sum(raw), 1.0, abs_tol=2e-4), raw
+        assert math.isclose(raw[index], value, abs_tol=1e-4), (index, value, raw)
+        assert panel(app, node_id)["error"] is None
+    in_panel(app, node_id, ".mr-add").click()
+    assert len(parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)) == len(rows_before) + 1
+    in_panel(app, node_id, ".mr-row").last.locator(".mr-remove").click()
+    assert len(parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)) == len(rows_before)
+    box = page.locator(f'.multireward-panel[data-node-id="{node_id}"]').bounding_box()
+    node_box = app.evaluate(
+        """(id) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
+                     const [x, y] = ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]);
+                     const r = app.canvas.canvas.getBoundingClientRect();
+                     return {x: r.left + x, y: r.top + y, width: n.size[0] * ds.scale,
+                             height: (n.size[1] + LiteGraph.NODE_TITLE_HEIGHT) * ds.scale}; }""",
+        node_id,
+    )
+    assert box is not None
+    app.screenshot("weights_editor.png", clip={k: round(v) for k, v in node_box.items()})
+
+
+def srsoup_example():
+    named = [p for p in EXAMPLES if p.stem == "srsoup_two_rewards"]
+    for path in named + EXAMPLES:
+        workflow = json.loads(path.read_text())
+        if any(n["type"] == SRSOUP for n in workflow["nodes"]):
+            return path, workflow
+    return None, None
+
+
+SUBSTITUTE = """([workflow, checkpoint, rewards]) => app.loadGraphData(workflow, true, true, null,
+        {showMissingNodesDialog: false, showMissingModelsDialog: false}).then(() => {
+    // The tiny checkpoint, small latents, few steps and candidates, weight-free rewards: the
+    // example's own wiring runs in seconds on a CPU.
+    let sampler = null, r = 0;
+    for (const node of app.graph.nodes) {
+        const set = (name, value) => { const w = node.widgets?.find((w) => w.name === name); if (w) w.value = value; };
+        if (node.type === 'CheckpointLoaderSimple') set('ckpt_name', checkpoint);
+        if (node.type === 'EmptyLatentImage') { set('width', 64); set('height', 64); }
+        if (node.type === 'MultiReward_RewardLoader') set('reward_name', rewards[r++ % rewards.length]);
+        if (node.type === 'MultiReward_SRSoupKSampler' && !sampler) {
+            sampler = node;
+            for (const [k, v] of Object.entries({steps: 4, candidates: 4, soup_steps: 1, grid_divisions: 2,
+                                                  weights: '', control_after_generate: 'fixed'})) set(k, v);
+        }
+    }
+    app.canvas.ds.offset = [40, 120];
+    app.canvas.ds.scale = 0.75;
+    app.graph.setDirtyCanvas(true, true);
+    window.__sampler = sampler;
+    return sampler.id;
+})"""
+
+
+def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_report(app, server):
+    _path, workflow = srsoup_example()
+    if workflow is None:
+        node_id = build_graph(app)
+    else:
+        node_id = app.evaluate(SUBSTITUTE, [workflow, app.checkpoint, list(WEIGHT_FREE_REWARDS)])
+        app.settle(0.5)
+    before = panel(app, node_id)
+    estimate = before["estimate"]
+    assert before["error"] is None and estimate is not None, before
+    shown = in_panel(app, node_id, ".mr-estimate").text_content()
+    assert f"{estimate['queries']} reward queries" in shown and str(estimate["weighted_sum_queries"]) in shown
+    app.screenshot("srsoup_workflow.png")
+
+    successes = app.evaluate("() => window.__mr.successes")
+    app.run_button().click()
+    app.wait("(n) => window.__mr.successes > n || window.__mr.errors.length", timeout=240, arg=successes)
+    assert app.evaluate("() => window.__mr.errors") == []
+    app.wait("(id) => app.graph.getNodeById(id).multireward.lastRunQueries", arg=node_id, timeout=30)
+
+    # What the server reported: the node's ui text in /history, and the saved report if any.
+    history = server.get("/history")
+    entry = max(history.values(), key=lambda e: e["prompt"][0])
+    assert entry["status"]["status_str"] == "success"
+    summary = entry["outputs"][str(node_id)]["text"][0]
+    numbers = re.search(r"reward queries: (\d+) \(weighted sum: (\d+)", summary)
+    passes = re.search(r"look-ahead passes: (\d+) \(weighted sum: (\d+)\)", summary)
+    assert [int(v) for v in numbers.groups()] == [estimate["queries"], estimate["weighted_sum_queries"]]
+    assert [int(v) for v in passes.groups()] == [
+        estimate["lookahead_passes"],
+        estimate["weighted_sum_lookahead_passes"],
+    ]
+    reports = sorted((server.base_dir / "output").rglob("*.json"), key=lambda p: p.stat().st_mtime)
+    for report_path in reports[-1:]:
+        report = json.loads(report_path.read_text())
+        if "queries" in report:
+            assert report["queries"] == estimate["queries"]
+            assert report["weighted_sum_queries"] == estimate["weighted_sum_queries"]
+            assert report["lookahead_passes"] == estimate["lookahead_passes"]
+            assert report["guided_steps"] == estimate["guided_steps"]
+
+    status = in_panel(app, node_id, ".mr-status").text_content()
+    assert status.startswith(f"last run: {estimate['queries']} reward queries"), status
+    assert re.search(r"\d+\.\d s$", status), status
+    clip = app.evaluate(
+        """(id) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
+                     const [x, y] = ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]);
+                     const r = app.canvas.canvas.getBoundingClientRect();
+                     return {x: r.left + x, y: r.top + y, width: n.size[0] * ds.scale,
+                             height: (n.size[1] + LiteGraph.NODE_TITLE_HEIGHT) * ds.scale}; }""",
+        node_id,
+    )
+    app.screenshot("srsoup_node.png", clip={k: max(0, round(v)) for k, v in clip.items()})
+
+
+def test_invalid_row_is_marked_before_queueing_and_the_server_names_the_same_row(app, server):
+    node_id = build_graph(app)
+    textarea = weights_textarea(app, node_id)
+    textarea.click()
+    textarea.press_sequentially("1,0; 0.5,abc; 0,1")
+    app.settle()
+    expected = python_error("1,0; 0.5,abc; 0,1", 2)
+    assert expected.startswith("weights row 2 ('0.5,abc')")
+    marked = in_panel(app, node_id, ".mr-error").text_content()
+    assert marked == expected
+    assert "solid" in textarea.evaluate("(e) => e.style.outline")
+    assert panel(app, node_id)["estimate"] is None
+
+    errors_before = app.evaluate("() => window.__mr.errors.length")
+    app.run_button().click()
+    app.wait("(n) => window.__mr.errors.length > n", arg=errors_before, timeout=240)
+    error = app.evaluate("() => window.__mr.errors.at(-1)")
+    assert error["node_type"] == SRSOUP
+    assert expected in error["exception_message"], error["exception_message"]
+    app.page.keyboard.press("Escape")  # the frontend's error dialog
+
+    textarea.fill("1,0; 0.5,0.5; 0,1")
+    app.settle()
+    assert panel(app, node_id)["error"] is None
+    assert in_panel(app, node_id, ".mr-error").text_content() == ""
+
+
+def test_no_page_errors_from_the_extension(app):
+    ours = [error for error in app.page_errors if "/extensions/multireward/" in error]
+    assert ours == []
