@@ -1,0 +1,263 @@
+"""Time per image of the Diffusion Blend nodes against plain sampling, measured side by side in one run.
+
+    .host/venv/bin/python bench/bench_blend.py                      # tiny + SD1.5-shaped 320-channel UNet
+    .host/venv/bin/python bench/bench_blend.py --models tiny --rounds 5
+    .host/venv/bin/python bench/bench_blend.py --models sd15 --size 128 --steps 10 --ranks 4 32
+
+Models (random weights, nothing downloaded):
+- tiny: the tests' 32-channel one-level SD1.5-shaped UNet at 64x64; fixed per-image costs weigh
+  more there (loading the LoRA variants' merged weights happens once per image).
+- sd15-1level: 320 channels, context 768, one level (the stock-detectable test checkpoint's UNet).
+- sd15: the full SD1.5 UNet shape (320 channels, channel_mult 1/2/4/4, 2 res blocks, context 768).
+LoRAs cover every linear and 1x1 conv of the UNet (the usual attention/feed-forward LoRA), at the
+given ranks. Every method goes through the pack's node classes and the stock KSampler code path
+(nodes.common_ksampler), as a graph would.
+
+Methods are interleaved round by round so that load on a shared machine hits them alike; a ratio
+printed is the median over rounds of (method time / plain time in the same round), for wall time
+and for this process's CPU time (the cost of the method even when other jobs share the cores).
+Targets (issue 6): LS <= 1.1x plain; DB-MPA <= m + 0.1; KLKnob <= 2.1, and 1.0 at lambda 0 or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
+
+FULL_SD15_UNET = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "out_channels": 4,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "adm_in_channels": None,
+    "in_channels": 4,
+    "model_channels": 320,
+    "num_res_blocks": [2, 2, 2, 2],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth_middle": 1,
+    "use_linear_in_transformer": False,
+    "context_dim": 768,
+    "num_heads": 8,
+    "num_head_channels": -1,
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+
+
+@dataclass
+class BenchModel:
+    name: str
+    patcher: object
+    context_dim: int
+    image_size: int
+
+
+def build_model(name: str, image_size: int) -> BenchModel:
+    import comfy.supported_models
+    import tiny_models
+
+    if name == "tiny":
+        return BenchModel(name, tiny_models.tiny_sd15(0)[0], 64, 64)
+    unet_config = FULL_SD15_UNET if name == "sd15" else tiny_models.sd15_unet_config(320, 768)
+    config = comfy.supported_models.SD15(dict(unet_config))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    tiny_models._randomise(model.diffusion_model, 0, std=0.02)
+    return BenchModel(name, tiny_models._model_patcher(model), 768, image_size)
+
+
+def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
+    """A kohya-format LoRA over every linear and 1x1 conv weight of the UNet."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, weight in model.patcher.model.state_dict().items():
+        if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
+            continue
+        if weight.ndim == 4 and weight.shape[2:] != (1, 1):
+            continue
+        if weight.ndim not in (2, 4):
+            continue
+        name = "lora_unet_" + key[len("diffusion_model.") : -len(".weight")].replace(".", "_")
+        out_features, in_features = weight.shape[0], weight.shape[1]
+        extra = (1, 1) if weight.ndim == 4 else ()
+        state[f"{name}.lora_down.weight"] = (
+            torch.randn((rank, in_features, *extra), generator=generator) * 0.02
+        )
+        state[f"{name}.lora_up.weight"] = (
+            torch.randn((out_features, rank, *extra), generator=generator) * 0.02
+        )
+        state[f"{name}.alpha"] = torch.tensor(float(rank))
+    file_name = f"bench_{model.name}_r{rank}_{seed}.safetensors"
+    save_file(state, str(folder / file_name))
+    return file_name
+
+
+def lora_inputs(names: list[str], weights: list[float]) -> dict:
+    inputs = {}
+    for slot in range(1, 5):
+        inputs[f"lora_{slot}"] = names[slot - 1] if slot <= len(names) else "(none)"
+        inputs[f"weight_{slot}"] = weights[slot - 1] if slot <= len(weights) else 1.0
+    return inputs
+
+
+def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
+    """MODEL per method, built through the pack's node classes (and the stock LoraLoader)."""
+    import nodes
+    from multireward.nodes import blend
+
+    base = model.patcher
+
+    def node_model(node_class, **inputs):
+        return node_class.execute(base, **inputs).result[0]
+
+    return {
+        "plain": base,
+        "stock LoraLoader": nodes.LoraLoaderModelOnly().load_lora_model_only(base, loras[0], 1.0)[0],
+        "KLKnob lambda=0": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=0.0),
+        "KLKnob lambda=1": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=1.0),
+        "KLKnob lambda=2": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=2.0),
+        "LS m=2": node_model(
+            blend.LoRAStochasticMixer, **lora_inputs(loras[:2], [0.5, 0.5]), blend_lambda=1.0, seed=0
+        ),
+        "DB-MPA m=2": node_model(
+            blend.DiffusionBlend,
+            **lora_inputs(loras[:2], [0.5, 0.5]),
+            normalise_weights=True,
+            blend_lambda=1.0,
+        ),
+        "DB-MPA m=3": node_model(
+            blend.DiffusionBlend,
+            **lora_inputs(loras[:3], [1, 1, 1]),
+            normalise_weights=True,
+            blend_lambda=1.0,
+        ),
+    }
+
+
+TARGETS = {
+    "stock LoraLoader": 1.0,
+    "KLKnob lambda=0": 1.0,
+    "KLKnob lambda=1": 1.0,
+    "KLKnob lambda=2": 2.1,
+    "LS m=2": 1.1,
+    "DB-MPA m=2": 2.1,
+    "DB-MPA m=3": 3.1,
+}
+
+
+@dataclass
+class Timing:
+    wall: float
+    cpu: float  # this process's CPU time: what the method costs, even when other jobs share the cores
+
+
+def sample_once(model_patcher, bench: BenchModel, steps: int) -> Timing:
+    import nodes
+
+    generator = torch.Generator().manual_seed(1)
+    positive = [[torch.randn(1, 77, bench.context_dim, generator=generator), {}]]
+    negative = [[torch.randn(1, 77, bench.context_dim, generator=generator), {}]]
+    latent = {"samples": torch.zeros(1, 4, bench.image_size // 8, bench.image_size // 8)}
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    sampled = nodes.common_ksampler(
+        model_patcher, 3, steps, 5.0, "euler", "normal", positive, negative, latent
+    )
+    elapsed = Timing(time.perf_counter() - start_wall, time.process_time() - start_cpu)
+    if not torch.isfinite(sampled[0]["samples"]).all():
+        raise RuntimeError("non-finite samples")
+    return elapsed
+
+
+def bench_model(bench: BenchModel, loras: list[str], steps: int, rounds: int) -> list[tuple]:
+    models = method_models(bench, loras)
+    for model in models.values():  # warm up: first loads, allocator, kernels
+        sample_once(model, bench, steps)
+    times: dict[str, list[Timing]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(sample_once(model, bench, steps))
+    rows = []
+    for name in models:
+        pairs = list(zip(times[name], times["plain"], strict=True))
+        rows.append(
+            (
+                name,
+                statistics.median(t.wall for t in times[name]),
+                statistics.median(t.wall / p.wall for t, p in pairs),
+                statistics.median(t.cpu for t in times[name]),
+                statistics.median(t.cpu / p.cpu for t, p in pairs),
+                TARGETS.get(name),
+            )
+        )
+    return rows
+
+
+def print_table(title: str, rows: list[tuple]) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<18} {'wall s/img':>10} {'x plain':>8} {'cpu s/img':>10} {'x plain':>8} {'target':>7}")
+    for name, wall, wall_ratio, cpu, cpu_ratio, target in rows:
+        target_text = f"{target:.1f}" if target is not None else ""
+        print(f"{name:<18} {wall:10.3f} {wall_ratio:8.2f} {cpu:10.3f} {cpu_ratio:8.2f} {target_text:>7}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=["sd15-1level", "tiny"], choices=["tiny", "sd15-1level", "sd15"]
+    )
+    parser.add_argument(
+        "--size", type=int, default=128, help="image size in pixels for the 320-channel models"
+    )
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[4])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 keeps timings stable on a shared machine)",
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    host = harness.ComfyHost()
+    import test_nodes
+
+    test_nodes.register(host)
+    folder = host.models_dir("loras")
+    import comfy.model_management
+
+    device = comfy.model_management.get_torch_device()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
+    for model_name in args.models:
+        bench = build_model(model_name, args.size)
+        for rank in args.ranks:
+            loras = [write_lora(bench, folder, rank, seed) for seed in (1, 2, 3)]
+            rows = bench_model(bench, loras, args.steps, args.rounds)
+            print_table(
+                f"{model_name} UNet, {bench.image_size}x{bench.image_size}, {args.steps} euler steps, CFG 5, "
+                f"rank-{rank} LoRAs, median of {args.rounds} rounds",
+                rows,
+            )
+
+
+if __name__ == "__main__":
+    main()
