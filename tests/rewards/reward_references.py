@@ -52,13 +52,13 @@ def hps_open_clip():
     return hps_open_clip_module
 
 
-def hps_tiny_model_and_transform(quick_gelu: bool = False):
+def hps_tiny_model_and_transform(quick_gelu: bool = False, embed_dim: int = TINY_EMBED):
     """hpsv2's create_model_and_transforms with a tiny config, exactly as img_score.py calls it."""
     oc = hps_open_clip()
     from hpsv2.src.open_clip import factory
 
     factory._MODEL_CONFIGS["tiny-test-clip"] = {
-        "embed_dim": TINY_EMBED,
+        "embed_dim": embed_dim,
         "quick_gelu": quick_gelu,
         "vision_cfg": {**TINY_VISION, "head_width": 64},
         "text_cfg": TINY_TEXT,
@@ -253,7 +253,9 @@ def imagereward_preprocess(image_size: int):
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    """Random weights large enough that scores differ clearly between images; norms near 1."""
+    """Random weights that keep activations of order one through every layer (std 1.5/sqrt(fan_in)),
+    so that activations run in their non-linear range: a wrong GELU variant or head count changes
+    the scores far beyond the test tolerance. Norm scales near 1."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in module.named_parameters():
@@ -262,8 +264,10 @@ def randomize(module: torch.nn.Module, seed: int = 0) -> None:
                 parameter.fill_(float(np.log(1 / 0.07)))
             elif parameter.ndim == 1 and name.endswith("weight"):
                 parameter.copy_(1.0 + 0.1 * noise)  # LayerNorm scales
+            elif parameter.ndim >= 2:
+                parameter.copy_(1.5 * noise / np.sqrt(parameter[0].numel()))
             else:
-                parameter.copy_(0.05 * noise)
+                parameter.copy_(0.1 * noise)
 
 
 def random_uint8_images(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:

@@ -3,6 +3,8 @@ the same images as an independent reference (the published code, or its formula)
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -245,6 +247,24 @@ def test_laion_aesthetic_from_one_combined_file(comfy):
     arrays = random_uint8_images(2, 32, 32, seed=11)
     ours = build("laion_aesthetic", path).score(as_comfy_images(arrays))
     assert ours.tolist() == pytest.approx(aesthetic_reference_scores(tower, mlp, arrays), abs=TOLERANCE)
+
+
+def test_laion_aesthetic_with_an_openai_layout_tower_uses_quick_gelu_like_openai_clip(comfy):
+    """The tower in OpenAI/OpenCLIP layout (visual.*), against hpsv2's open_clip with QuickGELU."""
+    clip_model, _, _ = hps_tiny_model_and_transform(quick_gelu=True, embed_dim=768)
+    mlp = published_aesthetic_mlp()
+    tower = {k: v for k, v in clip_model.state_dict().items() if k.startswith("visual.")}
+    path = comfy.models_dir("rewards") / "tiny_aesthetic_openai_layout.safetensors"
+    save_file(contiguous({f"layers.{k}": v for k, v in mlp.state_dict().items()} | tower), path)
+    arrays = random_uint8_images(3, 32, 32, seed=17)
+    ours = build("laion_aesthetic", path).score(as_comfy_images(arrays))
+
+    class EncodeImage(torch.nn.Module):  # what clip.load's model.encode_image gives
+        def forward(self, pixel_values):
+            return types.SimpleNamespace(image_embeds=clip_model.encode_image(pixel_values))
+
+    expected = aesthetic_reference_scores(EncodeImage(), mlp, arrays)
+    assert ours.tolist() == pytest.approx(expected, abs=TOLERANCE)
 
 
 # ---- ImageReward: the package's BLIP ViT and BERT, and ImageReward.score() -----------------------
