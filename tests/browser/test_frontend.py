@@ -52,7 +52,7 @@ BUILD_GRAPH = """([checkpoint, rewards]) => {
         const loader = add('MultiReward_RewardLoader', [440, 10 + 180 * i], {reward_name: name});
         loader.connect(0, sampler, i ? `reward_${i + 1}` : 'reward');
     });
-    app.canvas.ds.offset = [70, 110];
+    app.canvas.ds.offset = [70, 160];
     app.canvas.ds.scale = 0.75;
     app.graph.setDirtyCanvas(true, true);
     window.__sampler = sampler;
@@ -80,6 +80,25 @@ def weights_textarea(app, node_id):
         node_id,
     )
     return app.page.locator(f'textarea[data-mr-test="weights-{node_id}"]')
+
+
+FOCUS = """(id) => {
+    // Scale 1 (LiteGraph draws no text below 0.6) with the node just under the app's top bar.
+    const node = app.graph.getNodeById(id);
+    const ds = app.canvas.ds, title = LiteGraph.NODE_TITLE_HEIGHT, rect = app.canvas.canvas.getBoundingClientRect();
+    ds.scale = 1;
+    ds.offset = [80 - node.pos[0], 150 + title - node.pos[1]];
+    app.canvas.setDirty(true, true);
+    app.canvas.draw(true, true);
+    return {x: rect.left + 80 - 4, y: rect.top + 150 - 4, width: node.size[0] + 8,
+            height: Math.min(node.size[1] + title + 8, window.innerHeight - rect.top - 154)};
+}"""
+
+
+def focus_node(app, node_id) -> dict:
+    clip = app.evaluate(FOCUS, node_id)
+    app.settle(0.5)
+    return {k: round(v) for k, v in clip.items()}
 
 
 def panel(app, node_id):
@@ -227,17 +246,8 @@ def test_weights_editor_keeps_rows_on_the_simplex(app):
     assert len(parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)) == len(rows_before) + 1
     in_panel(app, node_id, ".mr-row").last.locator(".mr-remove").click()
     assert len(parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)) == len(rows_before)
-    box = page.locator(f'.multireward-panel[data-node-id="{node_id}"]').bounding_box()
-    node_box = app.evaluate(
-        """(id) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
-                     const [x, y] = ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]);
-                     const r = app.canvas.canvas.getBoundingClientRect();
-                     return {x: r.left + x, y: r.top + y, width: n.size[0] * ds.scale,
-                             height: (n.size[1] + LiteGraph.NODE_TITLE_HEIGHT) * ds.scale}; }""",
-        node_id,
-    )
-    assert box is not None
-    app.screenshot("weights_editor.png", clip={k: round(v) for k, v in node_box.items()})
+    assert page.locator(f'.multireward-panel[data-node-id="{node_id}"]').is_visible()
+    app.screenshot("weights_editor.png", clip=focus_node(app, node_id))
 
 
 def srsoup_example():
@@ -261,16 +271,21 @@ SUBSTITUTE = """([workflow, checkpoint, rewards]) => app.loadGraphData(workflow,
         if (node.type === 'MultiReward_RewardLoader') set('reward_name', rewards[r++ % rewards.length]);
         if (node.type === 'MultiReward_SRSoupKSampler' && !sampler) {
             sampler = node;
-            for (const [k, v] of Object.entries({steps: 4, candidates: 4, soup_steps: 1, grid_divisions: 2,
+            for (const [k, v] of Object.entries({steps: 3, candidates: 4, soup_steps: 1, grid_divisions: 2,
                                                   weights: '', control_after_generate: 'fixed'})) set(k, v);
         }
     }
-    app.canvas.ds.offset = [40, 120];
-    app.canvas.ds.scale = 0.75;
-    app.graph.setDirtyCanvas(true, true);
     window.__sampler = sampler;
     return sampler.id;
 })"""
+
+# The whole example at a scale where LiteGraph still draws text, under the app's top bar.
+OVERVIEW = """() => {
+    app.canvas.ds.scale = 0.7;
+    app.canvas.ds.offset = [90, 200];
+    app.canvas.setDirty(true, true);
+    app.canvas.draw(true, true);
+}"""
 
 
 def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_report(app, server):
@@ -279,7 +294,9 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
         node_id = build_graph(app)
     else:
         node_id = app.evaluate(SUBSTITUTE, [workflow, app.checkpoint, list(WEIGHT_FREE_REWARDS)])
-        app.settle(0.5)
+        app.settle(1.0)  # the frontend restores the workflow's own view after loading
+    app.evaluate(OVERVIEW)
+    app.settle(0.5)
     before = panel(app, node_id)
     estimate = before["estimate"]
     assert before["error"] is None and estimate is not None, before
@@ -317,15 +334,7 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
     status = in_panel(app, node_id, ".mr-status").text_content()
     assert status.startswith(f"last run: {estimate['queries']} reward queries"), status
     assert re.search(r"\d+\.\d s$", status), status
-    clip = app.evaluate(
-        """(id) => { const n = app.graph.getNodeById(id); const ds = app.canvas.ds;
-                     const [x, y] = ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT]);
-                     const r = app.canvas.canvas.getBoundingClientRect();
-                     return {x: r.left + x, y: r.top + y, width: n.size[0] * ds.scale,
-                             height: (n.size[1] + LiteGraph.NODE_TITLE_HEIGHT) * ds.scale}; }""",
-        node_id,
-    )
-    app.screenshot("srsoup_node.png", clip={k: max(0, round(v)) for k, v in clip.items()})
+    app.screenshot("srsoup_node.png", clip=focus_node(app, node_id))
 
 
 def test_invalid_row_is_marked_before_queueing_and_the_server_names_the_same_row(app, server):
