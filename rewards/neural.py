@@ -3,7 +3,6 @@ once per call, and images scored in chunks sized from the free memory of the dev
 
 from __future__ import annotations
 
-import functools
 from abc import abstractmethod
 
 import torch
@@ -64,15 +63,10 @@ class NeuralReward(Reward):
         """Scores [B] of preprocessed pixels."""
 
 
-@functools.lru_cache(maxsize=2)
-def clip_tokenizer(context_length: int = 77):
-    """OpenAI's CLIP BPE tokenizer, shipped inside open_clip_torch (no download)."""
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(context_length=context_length)
-
-
 def tokenize_for_clip(prompt: str, context_length: int, device: torch.device) -> torch.Tensor:
-    """Token ids [1, context_length]: start token, BPE, end token, zero padding; truncated like
-    open_clip (the end token is kept)."""
-    return clip_tokenizer(context_length)([prompt]).to(device)
+    """Token ids [1, context_length] with OpenAI's CLIP BPE (shipped inside open_clip_torch, no
+    download): start token, BPE, end token, zero padding; truncated keeping the end token.
+    open_clip.tokenizer.tokenize has had this signature in every open_clip_torch release we support."""
+    from open_clip.tokenizer import tokenize
+
+    return tokenize([prompt], context_length=context_length).to(device)

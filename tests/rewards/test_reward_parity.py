@@ -69,6 +69,12 @@ def test_hpsv2_matches_the_hpsv2_package(comfy, name):
         expected = hps_reference_scores(model, preprocess_val, tokenizer, arrays, PROMPT)
         assert ours.tolist() == pytest.approx(expected, abs=TOLERANCE)
     assert float(ours.std()) > 1e-3, "scores should differ between images"
+    long_prompt = " ".join([PROMPT] * 20)  # beyond 77 tokens: truncated, end token kept
+    arrays = random_uint8_images(2, 32, 32, seed=99)
+    expected = hps_reference_scores(model, preprocess_val, tokenizer, arrays, long_prompt)
+    assert reward.score(as_comfy_images(arrays), long_prompt).tolist() == pytest.approx(
+        expected, abs=TOLERANCE
+    )
 
 
 # ---- PickScore: transformers CLIPModel, as in PickScore's model card ----------------------------
