@@ -285,3 +285,16 @@ def test_dtype_auto_is_fp32_on_cpu_and_the_module_is_managed_by_comfy(comfy):
     assert isinstance(reward.patcher, comfy.model_patcher.ModelPatcher)
     reward.score(torch.rand(1, 32, 32, 3), "a cat")
     assert any(loaded.model is reward.patcher for loaded in comfy.model_management.current_loaded_models)
+
+
+@pytest.mark.parametrize("dtype_name", ["fp16", "bf16"])
+def test_half_precision_scores_stay_close_to_fp32(comfy, dtype_name):
+    from multireward.rewards.clip_rewards import hpsv2_from_state
+
+    model, _, _ = hps_tiny_model_and_transform()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    images = as_comfy_images(random_uint8_images(3, 40, 40, seed=23))
+    full = hpsv2_from_state(state, "fp32").score(images, "a cat")
+    half = hpsv2_from_state(state, dtype_name)
+    assert half.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    assert half.score(images, "a cat").tolist() == pytest.approx(full.tolist(), abs=0.05)
