@@ -51,6 +51,16 @@ def foreign_lora() -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These tests run many tiny models; on 2 shared cores two torch threads mostly wait on each other
+    (measured: 10 s instead of 0.15 s for one tiny image under load), so use one, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @dataclass(frozen=True)
 class BlendLoras:
     a: str
@@ -155,3 +165,71 @@ def independent_lora_model(host, lora_name: str):
         patched.patch_weight_to_device(key, device_to=device)
     module.current_patcher = patched
     return module
+
+
+def tiny_flow_lora(seed: int, scale: float = 0.5) -> dict[str, torch.Tensor]:
+    """A rank-4 LoRA in ComfyUI's generic key format ("diffusion_model.<module>.lora_up.weight") for
+    every linear of the tiny SD3-shaped MMDiT."""
+    import tiny_models
+
+    model = tiny_models.tiny_flow(0)[0].model
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for key, weight in model.state_dict().items():
+        if key.startswith("diffusion_model.") and key.endswith(".weight") and weight.ndim == 2:
+            name = key[: -len(".weight")]
+            out_features, in_features = weight.shape
+            state[f"{name}.lora_down.weight"] = (
+                torch.randn((LORA_RANK, in_features), generator=generator) * scale
+            )
+            state[f"{name}.lora_up.weight"] = (
+                torch.randn((out_features, LORA_RANK), generator=generator) * scale / in_features**0.5
+            )
+    return state
+
+
+@pytest.fixture(scope="session")
+def flow_loras(comfy) -> tuple[str, str]:
+    from safetensors.torch import save_file
+
+    folder = comfy.models_dir("loras")
+    names = ("blend_test_flow_a.safetensors", "blend_test_flow_b.safetensors")
+    for seed, name in enumerate(names, start=5):
+        save_file(tiny_flow_lora(seed), str(folder / name))
+    return names
+
+
+def flow_custom_sampling_graph(
+    model_nodes: dict, model_ref: list, *, steps: int = 4, sampler: str = "euler"
+) -> dict:
+    """Tiny SD3-shaped flow model ("f") sampled through CFGGuider + SamplerCustomAdvanced ("sca")."""
+    graph = {
+        "f": {"class_type": "MultiRewardTest_TinyFlow", "inputs": {"seed": 0}},
+        "lat": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "guider": {
+            "class_type": "CFGGuider",
+            "inputs": {"model": model_ref, "positive": ["f", 1], "negative": ["f", 2], "cfg": 4.0},
+        },
+        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}},
+        "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}},
+        "sigmas": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": model_ref, "scheduler": "simple", "steps": steps, "denoise": 1.0},
+        },
+        "sca": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["noise", 0],
+                "guider": ["guider", 0],
+                "sampler": ["sampler", 0],
+                "sigmas": ["sigmas", 0],
+                "latent_image": ["lat", 0],
+            },
+        },
+        "out": {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": ["sca", 0], "filename_prefix": "blend_flow"},
+        },
+    }
+    graph.update(model_nodes)
+    return graph

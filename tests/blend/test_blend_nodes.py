@@ -11,7 +11,13 @@ import logging
 
 import pytest
 import torch
-from conftest import independent_lora_model, lora_slots, sampled_latent, sampling_graph
+from conftest import (
+    flow_custom_sampling_graph,
+    independent_lora_model,
+    lora_slots,
+    sampled_latent,
+    sampling_graph,
+)
 
 from multireward.sampling_math.blend import stochastic_choices
 
@@ -236,12 +242,14 @@ def test_mixer_draws_once_per_step_for_multi_evaluation_samplers(comfy, blend_lo
     assert sorted(draws) == list(range(steps))
     for step, used in draws.items():
         assert set(used) == {expected[step]}, (step, used)
+    if sampler in ("heun", "dpm_2"):  # these evaluate the model twice in a step
+        assert max(len(used) for used in draws.values()) == 2
 
 
 def test_mixer_draw_frequencies_follow_the_weights_chi_square(comfy, blend_loras, caplog):
     names = [blend_loras.a, blend_loras.b]
     weights = [0.25, 0.75]
-    steps = 80
+    steps = 200
     with caplog.at_level(logging.DEBUG):
         _latent(comfy, _mixer(names, weights, seed=31), steps=steps, cfg=1.0)
     chosen = torch.tensor([used[0] for used in _draw_log(caplog).values()])
@@ -321,3 +329,37 @@ def test_blends_cannot_be_stacked(comfy, blend_loras):
     }
     message = _error_message(comfy.run(sampling_graph(nodes, ["m2", 0]), expect_success=False))
     assert "cannot be stacked" in message
+
+
+# --- beyond eps-prediction and the stock KSampler: a flow model through SamplerCustomAdvanced ---------
+
+
+def _flow_latent(comfy, model_nodes: dict | None, **options) -> torch.Tensor:
+    model_ref = ["m", 0] if model_nodes else ["f", 0]
+    graph = flow_custom_sampling_graph(model_nodes or {}, model_ref, **options)
+    return comfy.run(graph).output("sca", 0)["samples"]
+
+
+def _on_flow(nodes: dict) -> dict:
+    nodes["m"]["inputs"]["model"] = ["f", 0]
+    return nodes
+
+
+def test_flow_model_klknob_and_blends_through_sampler_custom_advanced(comfy, flow_loras):
+    a, b = flow_loras
+    stock = _flow_latent(comfy, _on_flow(_stock_lora(a)))
+    assert torch.equal(_flow_latent(comfy, _on_flow(_klknob(a, 1.0))), stock)
+    assert torch.equal(_flow_latent(comfy, _on_flow(_klknob(a, 0.0))), _flow_latent(comfy, None))
+    assert torch.equal(_flow_latent(comfy, _on_flow(_diffusion_blend([a, b], [1.0, 0.0]))), stock)
+    assert torch.equal(_flow_latent(comfy, _on_flow(_mixer([a, b], [1.0, 0.0]))), stock)
+    blended = _flow_latent(comfy, _on_flow(_diffusion_blend([a, b], [0.5, 0.5])))
+    assert torch.isfinite(blended).all() and not torch.equal(blended, stock)
+
+
+def test_mixer_draws_once_per_step_through_sampler_custom_advanced(comfy, flow_loras, caplog):
+    with caplog.at_level(logging.DEBUG):
+        _flow_latent(comfy, _on_flow(_mixer(list(flow_loras), [0.5, 0.5], seed=8)), steps=6, sampler="heun")
+    draws = _draw_log(caplog)
+    assert max(len(used) for used in draws.values()) == 2  # heun: two evaluations in a step
+    expected = stochastic_choices([0.5, 0.5], 6, seed=8)
+    assert {step: set(used) for step, used in draws.items()} == {s: {c} for s, c in enumerate(expected)}
