@@ -385,6 +385,7 @@ class BlendPanel {
     }
 
     build() {
+        this.root.dataset.nodeId = String(this.node.id);
         const slots = this.slots();
         this.sliders.replaceChildren();
         this.title.textContent = slots.length >= 2 ? "balance on the simplex (sum = 1):" : "choose two LoRAs to balance them";
@@ -395,9 +396,14 @@ class BlendPanel {
             const line = sliderRow(row, (i, v) => {
                 row = W.setWeight(row, i, v);
                 updateSliderRow(line, row);
+                // The float widgets round to their own precision (0.01 here); round the whole row
+                // to it first so the weights the node receives still sum to 1.
+                const first = widget(this.node, `weight_${slots[0]}`);
+                const unit = first.options?.round || 10 ** -(first.options?.precision ?? 4);
+                const rounded = W.roundOnSimplex(row, unit);
                 slots.forEach((k, j) => {
                     const w = widget(this.node, `weight_${k}`);
-                    w.value = Number(row[j].toFixed(4));
+                    w.value = rounded[j];
                     w.callback?.(w.value);
                 });
                 this.node.setDirtyCanvas(true, true);

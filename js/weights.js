@@ -193,3 +193,20 @@ export function setWeight(row, index, value) {
 export function formatRows(rows) {
     return rows.map((row) => row.map((w) => String(Number(w.toFixed(4)))).join(", ")).join("\n");
 }
+
+// Round a simplex row to multiples of `unit` (e.g. a float widget's 0.01) so that it still sums to
+// exactly 1: floor every weight, then give the units left to the largest remainders.
+export function roundOnSimplex(row, unit) {
+    const total = Math.round(1 / unit);
+    const scaled = row.map((w) => w * total);
+    const floors = scaled.map((x) => Math.floor(x + 1e-9));
+    let left = total - floors.reduce((a, b) => a + b, 0);
+    const order = scaled.map((x, i) => [x - floors[i], i]).sort((a, b) => b[0] - a[0]);
+    for (const [, i] of order) {
+        if (left <= 0) break;
+        floors[i] += 1;
+        left -= 1;
+    }
+    const digits = Math.max(0, Math.ceil(-Math.log10(unit)));
+    return floors.map((f) => Number((f / total).toFixed(digits)));
+}

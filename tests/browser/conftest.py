@@ -28,6 +28,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 TINY_CHECKPOINT = "tiny_sd15.safetensors"
+FAKE_LORAS = ("style_a.safetensors", "style_b.safetensors", "style_c.safetensors")
 IMAGES_DIR = harness.PACK_ROOT / "docs" / "images"
 
 
@@ -42,6 +43,11 @@ def server():
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / TINY_CHECKPOINT).symlink_to(cache)
+    # Names for the Diffusion Blend LoRA lists; the editor tests only choose them, never load them.
+    loras = running.base_dir / "models" / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    for name in FAKE_LORAS:
+        (loras / name).write_bytes(b"")
     with running:
         yield running
     shutil.rmtree(running.base_dir, ignore_errors=True)
@@ -49,9 +55,16 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install -y chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    missing = None if Path(CHROMIUM).exists() else f"no chromium at {CHROMIUM}: apt-get install -y chromium"
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing = missing or "playwright is not installed: pip install -r tests/requirements.txt"
+    if missing:
+        # CI sets MULTIREWARD_REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping.
+        if os.environ.get("MULTIREWARD_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         yield launched

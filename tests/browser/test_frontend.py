@@ -250,6 +250,37 @@ def test_weights_editor_keeps_rows_on_the_simplex(app):
     app.screenshot("weights_editor.png", clip=focus_node(app, node_id))
 
 
+BLEND_NODE = """([type, loras]) => {
+    app.graph.clear();
+    const node = LiteGraph.createNode(type);
+    node.pos = [40, 40];
+    app.graph.add(node);
+    loras.forEach((name, i) => {
+        const w = node.widgets.find((w) => w.name === `lora_${i + 1}`);
+        w.value = name;
+        w.callback?.(name);  // what choosing from the list does
+    });
+    app.canvas.ds.offset = [70, 120];
+    app.canvas.ds.scale = 1;
+    app.graph.setDirtyCanvas(true, true);
+    return node.id;
+}"""
+
+
+@pytest.mark.parametrize("node_type", ["MultiReward_DiffusionBlend", "MultiReward_LoRAStochasticMixer"])
+def test_blend_balance_sliders_keep_the_lora_weights_on_the_simplex(app, node_type):
+    loras = ["style_a.safetensors", "style_b.safetensors", "style_c.safetensors"]
+    node_id = app.evaluate(BLEND_NODE, [node_type, loras])
+    app.settle()
+    sliders = in_panel(app, node_id, ".mr-slider")
+    assert sliders.count() == 3
+    for index, value in ((0, 0.6), (2, 0.1), (1, 1.0), (1, 0.25)):
+        sliders.nth(index).fill(str(value))
+        weights = [app.evaluate(WIDGET, [node_id, f"weight_{k}"]) for k in (1, 2, 3)]
+        assert math.isclose(sum(weights), 1.0, abs_tol=2e-4), weights
+        assert all(w >= 0 for w in weights) and math.isclose(weights[index], value, abs_tol=1e-4)
+
+
 def srsoup_example():
     named = [p for p in EXAMPLES if p.stem == "srsoup_two_rewards"]
     for path in named + EXAMPLES:
