@@ -11,6 +11,9 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# Reference implementations for the reward parity tests, kept out of the venv (--no-deps --target).
+.host/venv/bin/python tests/rewards/install_reward_references.py
+
 .host/venv/bin/ruff check .
 .host/venv/bin/ruff format --check .
 exec .host/venv/bin/python -m pytest "$@"

@@ -150,3 +150,12 @@ def test_sampler_node_composes_with_sampler_custom_advanced(comfy):
     assert samples.shape[0] == 3
     assert report["weights"][1] == pytest.approx([0.3, 0.7])
     assert report["queries"] == paper_srsoup_queries(3, 3, 2, 3, 2)
+
+
+def test_no_reward_connected_is_refused_naming_the_input(comfy):
+    graph = srsoup_graph()
+    del graph["7"]["inputs"]["reward"]
+    del graph["7"]["inputs"]["reward_2"]
+    result = comfy.run(graph, expect_success=False)
+    errors = result.error["node_errors"]["7"]["errors"]
+    assert any(error["extra_info"].get("input_name") == "reward" for error in errors), errors
