@@ -89,6 +89,11 @@ def validate_settings(settings: GuidanceSettings, sigmas: torch.Tensor, flow: bo
         raise GuidanceError(
             f"guided steps: end ({settings.guided_end}) must be after start ({settings.guided_start})"
         )
+    if settings.mode == "single" or (settings.mode == "srsoup" and settings.soup_steps > 0):
+        try:  # soups and single chains need the one-hot (exemplar) rows; check before model work
+            exemplar_indices(settings.weights)
+        except ValueError as error:
+            raise GuidanceError(str(error)) from None
     guided = guided_step_indices(sigmas, settings, flow)
     if settings.mode == "srsoup" and not 0 <= settings.soup_steps <= len(guided):
         raise GuidanceError(

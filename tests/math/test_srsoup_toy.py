@@ -251,3 +251,21 @@ def test_bad_settings_fail_before_any_model_work(overrides, message):
             denoise, problem.score, torch.zeros(1, 1, 1, 8), sigmas, GuidanceSettings(**fields), flow=False
         )
     assert calls == []
+
+
+@pytest.mark.parametrize("mode", ["srsoup", "single"])
+def test_missing_one_hot_rows_fail_before_any_model_work(mode):
+    problem = toy.make_problem(8)
+    calls = []
+
+    def denoise(x, sigma):
+        calls.append(sigma)
+        return problem.denoise(x, sigma)
+
+    weights = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.3, 0.7]], dtype=torch.float64)
+    sigmas = toy.sigma_schedule(10, flow=False)
+    with pytest.raises(ValueError, match="no one-hot row for reward 2"):
+        guided_sample(
+            denoise, problem.score, torch.zeros(1, 1, 1, 8), sigmas, settings(mode, 2, weights=weights), False
+        )
+    assert calls == []
