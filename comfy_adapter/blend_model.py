@@ -73,7 +73,9 @@ class BlendRun:
         return self.weights
 
     def step_of(self, sigma: float) -> int:
-        return resolve_step(step_index_for_sigma(sigma, self.schedule), self.completed_steps)
+        step = resolve_step(step_index_for_sigma(sigma, self.schedule), self.completed_steps)
+        # Samplers that add steps of their own (restart) may count past the schedule.
+        return min(step, len(self.schedule) - 2)
 
     def release(self) -> None:
         if self.weights is not None:
@@ -91,7 +93,7 @@ def patch_model(model_patcher, spec: BlendSpec):
             "all the LoRAs instead."
         )
     patched = model_patcher.clone()
-    patched.set_model_sampler_calc_cond_batch_function(_make_calc_function(spec, previous))
+    patched.set_model_sampler_calc_cond_batch_function(_make_calc_function(spec, previous, patched))
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, spec.run_key, _make_run_wrapper(spec)
     )
@@ -141,7 +143,7 @@ def _log_run(run: BlendRun) -> None:
     )
 
 
-def _make_calc_function(spec: BlendSpec, previous):
+def _make_calc_function(spec: BlendSpec, previous, own_patcher):
     def evaluate(args) -> list[torch.Tensor]:
         if previous is not None:
             return previous(args)
@@ -151,7 +153,9 @@ def _make_calc_function(spec: BlendSpec, previous):
 
     def blended_calc_cond_batch(args):
         run = _current_run(spec, args)
-        model_patcher = args["model"].current_patcher
+        # The patcher being sampled (a later LoraLoader may have cloned ours and added patches); ours
+        # when the caller did not go through ModelPatcher.pre_run.
+        model_patcher = getattr(args["model"], "current_patcher", None) or own_patcher
         if spec.stochastic is not None:
             return _stochastic_evaluation(run, model_patcher, args, evaluate)
         return _blended_evaluation(spec.plan, run, model_patcher, args, evaluate)

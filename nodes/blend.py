@@ -6,6 +6,7 @@ model, followed by ComfyUI's normal CFG, so it works in the stock KSampler and i
 
 from __future__ import annotations
 
+import logging
 import math
 
 from comfy_api.latest import io
@@ -115,6 +116,7 @@ def build_diffusion_blend(model, kwargs: dict, normalise_weights: bool, blend_la
         f"{plan.passes_per_step} model passes per step ({base_note})."
     )
     spec = BlendSpec(label="DiffusionBlend", variants=variants, plan=plan)
+    logging.info("multireward: %s", summary)
     return patch_model(model, spec), summary
 
 
@@ -276,6 +278,7 @@ class LoRAStochasticMixer(io.ComfyNode):
             label="LoRAStochasticMixer", variants=variants, stochastic=StochasticSpec(draw_weights, int(seed))
         )
         summary = f"LoRA Stochastic Mixer of {', '.join(names)}: {summary}; draws seeded by {seed}."
+        logging.info("multireward: %s", summary)
         return io.NodeOutput(patch_model(model, spec), summary)
 
 
