@@ -164,7 +164,8 @@ class SRSoupPanel {
         const node = this.node;
         // Every widget that changes the estimate or the rows; the multiline weights textarea calls
         // its callback on each keystroke, so a bad row is marked as it is typed.
-        for (const name of ["weights", "grid_divisions", "mode", "candidates", "soup_steps", "steps", "guided_start", "guided_end"]) {
+        const watched = ["weights", "grid_divisions", "mode", "candidates", "soup_steps", "steps", "scheduler", "guided_start", "guided_end"];
+        for (const name of watched) {
             const w = widget(node, name);
             if (w) chain(w, "callback", () => this.refresh(name === "weights" && w.value !== this.written));
         }
@@ -194,6 +195,7 @@ class SRSoupPanel {
             candidates: Number(this.value("candidates", 30)),
             soupSteps: Number(this.value("soup_steps", 20)),
             steps: Number(this.value("steps", 50)),
+            scheduler: String(this.value("scheduler", "normal")),
             guidedStart: Number(this.value("guided_start", 0)),
             guidedEnd: Number(this.value("guided_end", 10000)),
         };

@@ -113,6 +113,14 @@ export function resolveWeights(text, numRewards, gridDivisions) {
     return withOneHotRows(rows, numRewards);
 }
 
+// How many sampling steps a scheduler really makes: steps, except ComfyUI's ddim_uniform, which
+// strides over the model's 1000 training sigmas (comfy/samplers.py ddim_scheduler) and can make more.
+export function schedulerSteps(scheduler, steps) {
+    if (scheduler !== "ddim_uniform") return steps;
+    const stride = Math.max(Math.floor(1000 / steps), 1);
+    return Math.ceil(999 / stride);
+}
+
 // Steps that SRSoup guides: sampling_math/guidance.py guided_step_indices. With eta = 1 every
 // step has noise except the last (sigma_next = 0), for k-diffusion and rectified-flow alike; the
 // schedulers give steps + 1 sigmas.
@@ -146,8 +154,8 @@ export function plannedCost({ rows, numRewards, mode, candidates, soupSteps, gui
 // Everything the node shows before a run, or the first problem the server would refuse the
 // settings for (same words as sampling_math/guidance.py validate_settings).
 export function estimate(settings) {
-    const { weightsText, numRewards, gridDivisions, mode, candidates, soupSteps, steps, guidedStart, guidedEnd } =
-        settings;
+    const { weightsText, numRewards, gridDivisions, mode, candidates, soupSteps, guidedStart, guidedEnd } = settings;
+    const steps = schedulerSteps(settings.scheduler ?? "normal", settings.steps);
     const rows = resolveWeights(weightsText, numRewards, gridDivisions);
     if (candidates < 2) {
         throw new WeightsError(`candidates (N) must be at least 2 to compare rewards, got ${candidates}`);

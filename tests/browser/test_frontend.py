@@ -199,6 +199,20 @@ def test_estimate_matches_the_python_formulas(app):
         assert estimate == python_estimate(*case), case
 
 
+def test_scheduler_step_counts_match_comfyui(app):
+    import comfy.model_sampling
+    import comfy.samplers
+
+    class Discrete(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+        pass
+
+    sampling = Discrete()
+    cases = [(name, steps) for name in comfy.samplers.SCHEDULER_NAMES for steps in (2, 4, 7, 20, 30, 50)]
+    got = app.evaluate("(cases) => cases.map(([s, n]) => window.MultiReward.schedulerSteps(s, n))", cases)
+    want = [len(comfy.samplers.calculate_sigmas(sampling, name, steps)) - 1 for name, steps in cases]
+    assert got == want
+
+
 @pytest.mark.parametrize(
     "text",
     [
