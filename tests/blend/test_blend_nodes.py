@@ -246,6 +246,15 @@ def test_mixer_draws_once_per_step_for_multi_evaluation_samplers(comfy, blend_lo
         assert max(len(used) for used in draws.values()) == 2
 
 
+def test_mixer_uses_one_draw_for_the_whole_batch_and_both_cfg_halves(comfy, blend_loras, caplog):
+    names = [blend_loras.a, blend_loras.b]
+    with caplog.at_level(logging.DEBUG):
+        batch = _latent(comfy, _mixer(names, [0.5, 0.5], seed=6), steps=6, batch=2)
+    # One evaluation per euler step: positive and negative of both images in one variant's call.
+    assert all(len(used) == 1 for used in _draw_log(caplog).values())
+    assert batch.shape[0] == 2 and not torch.equal(batch[0], batch[1])
+
+
 def test_mixer_draw_frequencies_follow_the_weights_chi_square(comfy, blend_loras, caplog):
     names = [blend_loras.a, blend_loras.b]
     weights = [0.25, 0.75]
