@@ -8,7 +8,7 @@ noise seeds (paired seeds):
 - SRSoup with the "authors" and "none" corrections at K = 40% and 70%.
 It reports queries and look-ahead passes (measured, checked against the formulas), wall time,
 hypervolume against one reference point per setting, and per-weight bias; then PASS/MISS for the
-targets of issue 5. `--markdown FILE` rewrites the results block of that file.
+targets of issue 5. `--markdown FILE --block NAME` rewrites that results block of the file.
 
 Quick (a few minutes on 2 cores):  python bench/bench_srsoup.py
 Full:                              python bench/bench_srsoup.py --full
@@ -44,7 +44,6 @@ GRIDS = {
 SOUP_FRACTIONS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 CUT_FRACTIONS = (0.4, 0.5, 0.6, 0.7)  # weighted sum at SRSoup's query budget
 VARIANT_FRACTIONS = (0.4, 0.7)  # where the correction variants are compared
-DOC_BEGIN, DOC_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 @dataclass(frozen=True)
@@ -410,14 +409,14 @@ def report(rows: list[dict], timing, args, seconds: float) -> str:
     )
 
 
-def write_markdown(path: Path, text: str) -> None:
-    """Replace the block between the bench markers, keeping the hand-written text around it."""
-    block = f"{DOC_BEGIN}\n{text}\n{DOC_END}"
-    old = path.read_text() if path.exists() else f"# SRSoup benchmark\n\n{DOC_BEGIN}\n{DOC_END}\n"
-    if DOC_BEGIN not in old:
-        old += f"\n{DOC_BEGIN}\n{DOC_END}\n"
-    pattern = re.compile(re.escape(DOC_BEGIN) + ".*?" + re.escape(DOC_END), re.S)
-    path.write_text(pattern.sub(lambda _: block, old))
+def write_markdown(path: Path, block: str, text: str) -> None:
+    """Replace the named results block of the file (or append it), keeping the hand-written text."""
+    begin, end = f"<!-- bench:{block}:begin -->", f"<!-- bench:{block}:end -->"
+    old = path.read_text() if path.exists() else "# SRSoup benchmark\n"
+    if begin not in old:
+        old = old.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}\n{end}", old))
 
 
 def parse_args(argv=None):
@@ -436,7 +435,8 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timing-dim", type=int, default=1024, help="d of the expensive-model timing runs")
     parser.add_argument("--timing-width", type=int, default=2048, help="hidden width of the dummy model")
-    parser.add_argument("--markdown", type=Path, help="rewrite the results block of this file")
+    parser.add_argument("--markdown", type=Path, help="rewrite a results block of this file")
+    parser.add_argument("--block", default="toy", help="name of the results block in --markdown")
     args = parser.parse_args(argv)
     if args.full:
         args.dims, args.seeds, args.forms = "64,256,1024,4096", max(args.seeds, 16), "ve,flow"
@@ -457,7 +457,7 @@ def main(argv=None) -> None:
     text = report(rows, timing, args, time.perf_counter() - start)
     print(text)
     if args.markdown:
-        write_markdown(args.markdown, text)
+        write_markdown(args.markdown, args.block, text)
 
 
 if __name__ == "__main__":
