@@ -171,6 +171,19 @@ def test_example_workflow_loads_with_no_missing_nodes(app, path):
     assert result["loaded"] == len(workflow["nodes"])
     prompt = app.evaluate("async () => (await app.graphToPrompt()).output")
     assert prompt, f"{path.name}: the frontend made an empty prompt"
+    # The loaded SRSoup nodes show the cost of their saved settings, as Python computes it.
+    app.settle(0.3)
+    panels = app.evaluate(
+        f"() => app.graph.nodes.filter((n) => n.type === '{SRSOUP}').map((n) => n.multireward)"
+    )
+    assert len(panels) == sum(n["type"] == SRSOUP for n in workflow["nodes"])
+    for shown in panels:
+        s = shown["settings"]
+        assert shown["error"] is None, shown
+        if s["scheduler"] != "ddim_uniform":
+            args = (s["weightsText"], s["numRewards"], s["gridDivisions"], s["mode"], s["candidates"])
+            expected = python_estimate(*args, s["soupSteps"], s["steps"], s["guidedStart"], s["guidedEnd"])
+            assert shown["estimate"] == expected, (path.name, s)
 
 
 def test_estimate_matches_the_python_formulas(app):
@@ -407,6 +420,22 @@ def test_invalid_row_is_marked_before_queueing_and_the_server_names_the_same_row
     app.settle()
     assert panel(app, node_id)["error"] is None
     assert in_panel(app, node_id, ".mr-error").text_content() == ""
+
+
+def test_typed_markup_stays_text(app):
+    node_id = build_graph(app)
+    markup = "1,0; <img src=x onerror=window.__mrInjected=1>,1; 0,1"
+    weights_textarea(app, node_id).fill(markup)
+    app.settle()
+    assert in_panel(app, node_id, ".mr-error").text_content() == python_error(markup, 2)
+    assert in_panel(app, node_id, "img").count() == 0
+    app.evaluate(
+        "(id) => app.graph.getNodeById(id).onExecuted({text: ['<b>reward queries: 5 (weighted sum: 9)</b>']})",
+        node_id,
+    )
+    assert in_panel(app, node_id, "b").count() == 0
+    assert in_panel(app, node_id, ".mr-status").text_content().startswith("last run: 5 reward queries")
+    assert app.evaluate("() => window.__mrInjected") is None
 
 
 def test_no_page_errors_from_the_extension(app):
