@@ -123,7 +123,7 @@ class SRSoupPanel {
         this.node = node;
         this.open = false;
         this.rows = null; // the editor's rows while it is open (authoritative while dragging)
-        this.written = null; // the last text the editor wrote, so its own echo does not rebuild it
+        this.written = null; // the weights text the sliders show (the editor's own last write, or parsed)
         this.lastRun = null;
         this.started = null;
 
@@ -164,17 +164,32 @@ class SRSoupPanel {
         const node = this.node;
         // Every widget that changes the estimate or the rows; the multiline weights textarea calls
         // its callback on each keystroke, so a bad row is marked as it is typed.
-        const watched = ["weights", "grid_divisions", "mode", "candidates", "soup_steps", "steps", "scheduler", "guided_start", "guided_end"];
+        const watched = [
+            "weights", "grid_divisions", "mode", "candidates", "soup_steps",
+            "steps", "scheduler", "guided_start", "guided_end",
+        ];
         for (const name of watched) {
             const w = widget(node, name);
-            if (w) chain(w, "callback", () => this.refresh(name === "weights" && w.value !== this.written));
+            if (w) chain(w, "callback", () => this.changed());
         }
         chain(node, "onConnectionsChange", () => this.refresh(true));
-        chain(node, "onConfigure", () => setTimeout(() => this.refresh(true), 0));
+        chain(node, "onConfigure", () => setTimeout(() => this.changed(), 0));
         // Values set without a callback (undo, paste, another extension) are caught at draw time.
         chain(node, "onDrawForeground", () => {
-            if (this.signature() !== this.seen) this.refresh(this.weightsText() !== this.written);
+            if (this.signature() !== this.seen) this.changed();
         });
+    }
+
+    // A widget changed. If the weights text changed and not by the editor's own hand (typed,
+    // pasted, loaded), the sliders are rebuilt from it; the editor's own writes never rebuild them,
+    // which would drop a slider in mid-drag.
+    changed() {
+        const typed = this.weightsText() !== this.written;
+        if (typed) {
+            this.rows = null;
+            this.written = this.weightsText();
+        }
+        this.refresh(typed);
     }
 
     weightsText() {
@@ -229,8 +244,9 @@ class SRSoupPanel {
                     this.estimateLine.textContent = `${rows.length} images; cost per guided step depends on the sigmas`;
                 }
             } catch (e) {
-                if (!(e instanceof W.WeightsError)) throw e;
-                error = e.message;
+                // WeightsError carries the server's words; anything else is shown too rather than
+                // thrown, since this also runs while the canvas draws.
+                error = e instanceof W.WeightsError ? e.message : `multireward: ${e}`;
                 this.estimateLine.textContent = "estimate: fix the input below";
             }
         }

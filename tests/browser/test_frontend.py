@@ -275,6 +275,12 @@ def test_weights_editor_keeps_rows_on_the_simplex(app):
     assert len(parse_weight_rows(app.evaluate(WIDGET, [node_id, "weights"]), 3)) == len(rows_before)
     assert page.locator(f'.multireward-panel[data-node-id="{node_id}"]').is_visible()
     app.screenshot("weights_editor.png", clip=focus_node(app, node_id))
+    # Rows typed by hand while the editor is open become its sliders (normalised, as parsed).
+    weights_textarea(app, node_id).fill("1,0,0; 2 3 5\n0,1,0; 0,0,1")
+    app.settle()
+    assert in_panel(app, node_id, ".mr-row").count() == 4
+    values = in_panel(app, node_id, ".mr-row").nth(1).locator(".mr-slider")
+    assert [float(values.nth(i).input_value()) for i in range(3)] == [0.2, 0.3, 0.5]
 
 
 BLEND_NODE = """([type, loras]) => {
