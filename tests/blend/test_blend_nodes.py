@@ -372,3 +372,41 @@ def test_mixer_draws_once_per_step_through_sampler_custom_advanced(comfy, flow_l
     assert max(len(used) for used in draws.values()) == 2  # heun: two evaluations in a step
     expected = stochastic_choices([0.5, 0.5], 6, seed=8)
     assert {step: set(used) for step, used in draws.items()} == {s: {c} for s, c in enumerate(expected)}
+
+
+def test_klknob_composes_with_a_lora_loader_before_and_after(comfy, blend_loras):
+    a, b = blend_loras.a, blend_loras.b
+    stock_ab = {
+        "s1": {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": BASE, "lora_name": a, "strength_model": 1.0},
+        },
+        "m": {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": ["s1", 0], "lora_name": b, "strength_model": 1.0},
+        },
+    }
+    knob_after_a = {
+        "s1": {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": BASE, "lora_name": a, "strength_model": 1.0},
+        },
+        "m": {
+            "class_type": "MultiReward_KLKnob",
+            "inputs": {"model": ["s1", 0], "lora_name": b, "blend_lambda": 1.0},
+        },
+    }
+    # A LoraLoader upstream: the variant merges from the original weights, as a chained LoraLoader does.
+    assert torch.equal(_latent(comfy, knob_after_a), _latent(comfy, stock_ab))
+    knob_before_a = {
+        "k": {
+            "class_type": "MultiReward_KLKnob",
+            "inputs": {"model": BASE, "lora_name": b, "blend_lambda": 1.0},
+        },
+        "m": {
+            "class_type": "LoraLoaderModelOnly",
+            "inputs": {"model": ["k", 0], "lora_name": a, "strength_model": 1.0},
+        },
+    }
+    # Downstream: the LoRAs are merged in the other order, equal up to float rounding.
+    torch.testing.assert_close(_latent(comfy, knob_before_a), _latent(comfy, stock_ab), rtol=1e-4, atol=1e-3)
