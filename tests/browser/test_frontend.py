@@ -83,15 +83,17 @@ def weights_textarea(app, node_id):
 
 
 FOCUS = """(id) => {
-    // Scale 1 (LiteGraph draws no text below 0.6) with the node just under the app's top bar.
+    // The whole node just under the app's top bar, as large as fits (LiteGraph draws no text
+    // below scale 0.6).
     const node = app.graph.getNodeById(id);
     const ds = app.canvas.ds, title = LiteGraph.NODE_TITLE_HEIGHT, rect = app.canvas.canvas.getBoundingClientRect();
-    ds.scale = 1;
-    ds.offset = [80 - node.pos[0], 150 + title - node.pos[1]];
+    const room = window.innerHeight - rect.top - 160;
+    ds.scale = Math.max(0.6, Math.min(1, room / (node.size[1] + title)));
+    ds.offset = [80 / ds.scale - node.pos[0], (150 / ds.scale) + title - node.pos[1]];
     app.canvas.setDirty(true, true);
     app.canvas.draw(true, true);
-    return {x: rect.left + 80 - 4, y: rect.top + 150 - 4, width: node.size[0] + 8,
-            height: Math.min(node.size[1] + title + 8, window.innerHeight - rect.top - 154)};
+    return {x: rect.left + 80 - 4, y: rect.top + 150 - 4, width: node.size[0] * ds.scale + 8,
+            height: Math.min((node.size[1] + title) * ds.scale + 8, room + 6)};
 }"""
 
 
@@ -366,7 +368,7 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
     assert before["error"] is None and estimate is not None, before
     shown = in_panel(app, node_id, ".mr-estimate").text_content()
     assert f"{estimate['queries']} reward queries" in shown and str(estimate["weighted_sum_queries"]) in shown
-    app.screenshot("srsoup_workflow.png")
+    app.screenshot("srsoup_workflow.png", clip={"x": 0, "y": 80, "width": 1280, "height": 880})
 
     successes = app.evaluate("() => window.__mr.successes")
     app.run_button().click()
