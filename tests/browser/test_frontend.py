@@ -228,6 +228,41 @@ def test_scheduler_step_counts_match_comfyui(app):
     assert got == want
 
 
+def test_estimate_follows_widgets_and_links(app):
+    node_id = build_graph(app, WEIGHT_FREE_REWARDS)
+
+    def shown():
+        return panel(app, node_id)["estimate"]
+
+    assert shown() == python_estimate("", 3, 2, "srsoup", 4, 1, 4, 0, 10000)
+    changes = [
+        ("mode", "weighted_sum"),
+        ("candidates", 9),
+        ("steps", 12),
+        ("guided_start", 3),
+        ("grid_divisions", 3),
+    ]
+    for name, value in changes:
+        # What the canvas does when a widget is edited: set the value, then call its callback.
+        app.evaluate(
+            "([id, name, value]) => { const w = app.graph.getNodeById(id).widgets.find((w) => w.name === name);"
+            " w.value = value; w.callback?.(value); }",
+            [node_id, name, value],
+        )
+    assert shown() == python_estimate("", 3, 3, "weighted_sum", 9, 1, 12, 3, 10000)
+    app.evaluate(
+        "(id) => { const n = app.graph.getNodeById(id); n.disconnectInput(n.findInputSlot('reward_3')); }",
+        node_id,
+    )
+    app.settle()
+    assert shown() == python_estimate("", 2, 3, "weighted_sum", 9, 1, 12, 3, 10000)
+    assert (
+        in_panel(app, node_id, ".mr-estimate")
+        .text_content()
+        .startswith(f"estimate: {shown()['queries']} reward queries")
+    )
+
+
 @pytest.mark.parametrize(
     "text",
     [
