@@ -208,6 +208,28 @@ def bench_model(bench: BenchModel, loras: list[str], steps: int, rounds: int) ->
     return rows
 
 
+def variant_costs(bench: BenchModel, loras: list[str], repeats: int = 5) -> tuple[float, float, int]:
+    """Seconds to merge one LoRA variant's weights (once per image), seconds to swap a variant in
+    and out around one model call (every call), and the number of weights the LoRA touches."""
+    import comfy.model_management
+
+    from multireward.comfy_adapter.lora import VariantWeights, load_lora_variant
+
+    patcher = bench.patcher
+    comfy.model_management.load_models_gpu([patcher], force_full_load=True)
+    variant = load_lora_variant(patcher, loras[0], "lora_1")
+    start = time.perf_counter()
+    for _ in range(repeats):
+        weights = VariantWeights(patcher, [variant])
+    merge = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for _ in range(repeats * 20):
+        with weights.swapped_in(0):
+            pass
+    swap = (time.perf_counter() - start) / (repeats * 20)
+    return merge, swap, len(variant.patches)
+
+
 def print_table(title: str, rows: list[tuple]) -> None:
     print(f"\n{title}")
     print(f"{'method':<18} {'wall s/img':>10} {'x plain':>8} {'cpu s/img':>10} {'x plain':>8} {'target':>7}")
@@ -252,6 +274,11 @@ def main(argv=None) -> None:
         for rank in args.ranks:
             loras = [write_lora(bench, folder, rank, seed) for seed in (1, 2, 3)]
             rows = bench_model(bench, loras, args.steps, args.rounds)
+            merge, swap, keys = variant_costs(bench, loras)
+            print(
+                f"\n{model_name}, rank {rank}: merging one LoRA variant ({keys} weights) {merge * 1000:.1f} ms "
+                f"once per image; swapping it in and out {swap * 1000:.3f} ms per model call"
+            )
             print_table(
                 f"{model_name} UNet, {bench.image_size}x{bench.image_size}, {args.steps} euler steps, CFG 5, "
                 f"rank-{rank} LoRAs, median of {args.rounds} rounds",
