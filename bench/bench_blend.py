@@ -221,6 +221,7 @@ def variant_costs(bench: BenchModel, loras: list[str], repeats: int = 5) -> tupl
     start = time.perf_counter()
     for _ in range(repeats):
         weights = VariantWeights(patcher, [variant])
+        weights.merged(0)
     merge = (time.perf_counter() - start) / repeats
     start = time.perf_counter()
     for _ in range(repeats * 20):

@@ -132,7 +132,7 @@ class _Slot:
 
 
 class VariantWeights:
-    """Merged weights of every variant, computed once, swapped into the shared module per call.
+    """Merged weights of every variant, computed once per run, swapped into the shared module per call.
 
     The owning module of every weight is looked up once, and a swap writes the module's parameter
     table directly: Module.__setattr__ and dotted-path lookups cost milliseconds per call for a few
@@ -142,25 +142,29 @@ class VariantWeights:
     def __init__(self, model_patcher, variants: list[LoraVariant]):
         self.model_patcher = model_patcher
         self.variants = variants
-        model = model_patcher.model
-        self.slots: list[list[_Slot]] = [
-            [
-                _slot(model, key, merged_weight(model_patcher, key, patches))
-                for key, patches in variant.patches.items()
+        self.slots: dict[int, list[_Slot]] = {}
+
+    def merged(self, index: int) -> list[_Slot]:
+        """Variant `index`'s merged weights, merged at its first use (LS may never draw a variant)."""
+        if index not in self.slots:
+            model = self.model_patcher.model
+            self.slots[index] = [
+                _slot(model, key, merged_weight(self.model_patcher, key, patches))
+                for key, patches in self.variants[index].patches.items()
             ]
-            for variant in variants
-        ]
+        return self.slots[index]
 
     def release(self) -> None:
-        self.slots = []
+        self.slots = {}
 
     @contextlib.contextmanager
     def swapped_in(self, index: int):
         """Run the model with variant `index`'s weights, then put the model's own weights back."""
+        slots = self.merged(index)
         previous: list[tuple[_Slot, torch.nn.Parameter]] = []
         lowvram_functions: list[tuple[object, str, list]] = []
         try:
-            for slot in self.slots[index]:
+            for slot in slots:
                 lowvram_functions.extend(_suspend_lowvram_patches(slot.module, slot.name))
                 previous.append((slot, slot.module._parameters[slot.name]))
                 slot.module._parameters[slot.name] = slot.merged
