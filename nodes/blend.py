@@ -70,8 +70,12 @@ def _chosen_loras(kwargs: dict) -> tuple[list[str], list[float], list[str]]:
     return names, weights, weight_names
 
 
-def _load_variants(model, names: list[str]) -> list:
-    return [load_lora_variant(model, name, f"lora_{slot}") for slot, name in enumerate(names, start=1)]
+def _load_variants(model, names: list[str], weight_names: list[str]) -> list:
+    """Each chosen LoRA, errors naming its own input (lora_k goes with weight_k)."""
+    return [
+        load_lora_variant(model, name, weight_name.replace("weight_", "lora_"))
+        for name, weight_name in zip(names, weight_names, strict=True)
+    ]
 
 
 def _format_weights(weights: list[float]) -> str:
@@ -109,7 +113,7 @@ def build_diffusion_blend(model, kwargs: dict, normalise_weights: bool, blend_la
     names, weights, weight_names = _chosen_loras(kwargs)
     used, weights_sentence = _blend_weights(weights, weight_names, normalise_weights)
     plan = plan_blend(used, blend_lambda)
-    variants = _load_variants(model, names)
+    variants = _load_variants(model, names, weight_names)
     base_note = "runs the base model too" if plan.needs_base else "no base-model pass (lambda * sum w = 1)"
     summary = (
         f"Diffusion Blend of {', '.join(names)}: {weights_sentence}; lambda {blend_lambda:g}; "
@@ -273,7 +277,7 @@ class LoRAStochasticMixer(io.ComfyNode):
     def execute(cls, model, blend_lambda: float, seed: int, **loras) -> io.NodeOutput:
         names, weights, weight_names = _chosen_loras(loras)
         draw_weights, summary = stochastic_mixer_weights(weights, weight_names, blend_lambda)
-        variants = _load_variants(model, names)
+        variants = _load_variants(model, names, weight_names)
         spec = BlendSpec(
             label="LoRAStochasticMixer", variants=variants, stochastic=StochasticSpec(draw_weights, int(seed))
         )

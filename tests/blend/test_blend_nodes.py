@@ -291,6 +291,11 @@ def test_lora_for_another_architecture_is_an_error_naming_the_file(comfy, blend_
     graph = sampling_graph(_klknob(blend_loras.foreign, 1.0), ["m", 0])
     message = _error_message(comfy.run(graph, expect_success=False))
     assert blend_loras.foreign in message and "matches none of this model's weights" in message
+    # In a blend the message names the slot: lora_4 here, with slot 3 left empty.
+    nodes = _diffusion_blend([blend_loras.a, blend_loras.b], [1.0, 1.0])
+    nodes["m"]["inputs"]["lora_4"] = blend_loras.foreign
+    message = _error_message(comfy.run(sampling_graph(nodes, ["m", 0]), expect_success=False))
+    assert f"lora_4: LoRA '{blend_loras.foreign}' matches none" in message
 
 
 def test_all_zero_weights_are_an_error(comfy, blend_loras):
