@@ -62,6 +62,16 @@ def install_pack_alias() -> None:
 _comfy_base_dir: Path | None = None
 
 
+def put_comfyui_first_on_path() -> None:
+    """ComfyUI's folder first, and the pack's own folder (or the current directory, when it is the
+    pack) nowhere: the pack's `nodes/` package must never shadow ComfyUI's `nodes.py`. Tools such as
+    `python -m pytest` may put the working directory on sys.path at any time, so this runs again
+    right before ComfyUI's modules are imported."""
+    shadowing = {str(PACK_ROOT), ""} if Path.cwd().resolve() == PACK_ROOT else {str(PACK_ROOT)}
+    sys.path[:] = [entry for entry in sys.path if entry not in shadowing and entry != str(COMFYUI_DIR)]
+    sys.path.insert(0, str(COMFYUI_DIR))
+
+
 def prepare_comfy_imports() -> Path:
     """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported."""
     global _comfy_base_dir
@@ -73,8 +83,7 @@ def prepare_comfy_imports() -> Path:
             "(or set MULTIREWARD_COMFYUI to a ComfyUI folder)"
         )
     _comfy_base_dir = Path(tempfile.mkdtemp(prefix="multireward-comfy-"))
-    if str(COMFYUI_DIR) not in sys.path:
-        sys.path.insert(0, str(COMFYUI_DIR))
+    put_comfyui_first_on_path()
     import comfy.options
 
     comfy.options.enable_args_parsing(False)
@@ -130,6 +139,7 @@ class ComfyHost:
 
     def __init__(self):
         self.base_dir = prepare_comfy_imports()
+        put_comfyui_first_on_path()
         import folder_paths
 
         import nodes
