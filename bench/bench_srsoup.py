@@ -71,6 +71,8 @@ class Method:
         if self.name == "sr":
             suffix = "" if self.correction == "divided_by_s" else f" [{self.correction}]"
             return f"SRSoup K={self.soup_steps}{suffix}"
+        if self.name == "ws-reseed":
+            return f"WS N={self.candidates}, other candidate noise (bias floor)"
         return f"WS N={self.candidates}" + (
             f" (budget of K={self.soup_steps})" if self.name == "ws-cut" else ""
         )
