@@ -5,8 +5,8 @@ negative predictions before CFG: every variant is evaluated on the same conds (p
 batched as usual), blended per conditioning, and ComfyUI's normal CFG runs once on the blend. So the
 stock KSampler, SamplerCustomAdvanced and every sampler use it unchanged.
 
-A SAMPLER_SAMPLE wrapper brackets each sampling run: the variants' merged weights live exactly as
-long as the run (ComfyUI's memory manager does not know about them), and the sampler's per-step
+A SAMPLER_SAMPLE wrapper brackets each sampling run: on a GPU the variants' merged weights live
+exactly as long as the run (ComfyUI's memory manager does not know about them), and the sampler's per-step
 callback tells which step an evaluation belongs to, so samplers that call the model several times per
 step use one stochastic draw per step.
 """
@@ -54,6 +54,26 @@ class BlendSpec:
     plan: BlendPlan | None = None  # deterministic blend (DB-MPA, KLKnob)
     stochastic: StochasticSpec | None = None  # LS
     run_key: str = field(default_factory=lambda: f"{BLEND_MARK}_run_{uuid.uuid4().hex}")
+    kept_weights: tuple[tuple, VariantWeights] | None = None
+
+    def weights_for(self, model_patcher) -> VariantWeights:
+        """Merged weights for a run of this patcher.
+
+        Where the model runs in the memory it is kept in (a CPU-only host), the merged weights are
+        kept for the next run of the same patcher and patch set: ComfyUI's memory manager has no
+        device memory to protect there, and a merge of full SD1.5 costs a second per LoRA on a CPU.
+        On a GPU they live for one run only, so ComfyUI's accounting of VRAM stays true.
+        """
+        key = (id(model_patcher.model), model_patcher.patches_uuid)
+        if self.kept_weights is not None and self.kept_weights[0] == key:
+            return self.kept_weights[1]
+        weights = VariantWeights(model_patcher, self.variants)
+        if model_patcher.load_device == model_patcher.offload_device:
+            self.kept_weights = (key, weights)
+        return weights
+
+    def is_kept(self, weights: VariantWeights) -> bool:
+        return self.kept_weights is not None and self.kept_weights[1] is weights
 
 
 @dataclass
@@ -69,7 +89,7 @@ class BlendRun:
 
     def variant_weights(self, model_patcher) -> VariantWeights:
         if self.weights is None:
-            self.weights = VariantWeights(model_patcher, self.spec.variants)
+            self.weights = self.spec.weights_for(model_patcher)
         return self.weights
 
     def step_of(self, sigma: float) -> int:
@@ -78,9 +98,9 @@ class BlendRun:
         return min(step, len(self.schedule) - 2)
 
     def release(self) -> None:
-        if self.weights is not None:
+        if self.weights is not None and not self.spec.is_kept(self.weights):
             self.weights.release()
-            self.weights = None
+        self.weights = None
 
 
 def patch_model(model_patcher, spec: BlendSpec):

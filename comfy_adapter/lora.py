@@ -140,6 +140,8 @@ class VariantWeights:
     """
 
     def __init__(self, model_patcher, variants: list[LoraVariant]):
+        # Merges read the module's current weights where the patcher holds no backup: build this
+        # while `model_patcher` is the loaded one (inside its sampling run), as the blend patch does.
         self.model_patcher = model_patcher
         self.variants = variants
         self.slots: dict[int, list[_Slot]] = {}
