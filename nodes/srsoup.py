@@ -375,6 +375,7 @@ def summary(report: dict) -> str:
         + (f", {report['query_saving']:.2f}x fewer)" if report["query_saving"] else ")"),
         f"look-ahead passes: {report['lookahead_passes']} (weighted sum: {report['weighted_sum_lookahead_passes']})",
         f"hypervolume: {report['hypervolume']:.4g} (reference {[round(v, 4) for v in report['reference_point']]})",
+        f"time: {report['seconds']:.1f} s",
         "weights -> scores (" + ", ".join(report["rewards"]) + "):",
     ]
     for row, scores in zip(report["weights"], report["scores"], strict=True):

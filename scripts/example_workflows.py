@@ -63,7 +63,7 @@ def reward_loaders(names: list[str], first_id: int = 20, top: int = 480) -> list
         NodeSpec(
             first_id + k,
             "MultiReward_RewardLoader",
-            (0, top + 130 * k),
+            (0, top + 160 * k),
             {"reward_name": name},
             size=(320, 110),
         )
@@ -273,6 +273,160 @@ def reward_score() -> list[NodeSpec]:
     ]
 
 
+LORA_A = "aesthetic_reward_lora.safetensors"
+LORA_B = "pickscore_reward_lora.safetensors"
+
+
+def ksampler(node_id: int, pos: tuple[int, int], model: tuple[int, int], steps: int = 30) -> NodeSpec:
+    return NodeSpec(
+        node_id,
+        "KSampler",
+        pos,
+        {
+            "seed": 42,
+            "steps": steps,
+            "cfg": 7.5,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+        },
+        links={"model": model, "positive": (3, 0), "negative": (4, 0), "latent_image": (5, 0)},
+        size=(320, 270),
+    )
+
+
+def kl_knob_sweep() -> list[NodeSpec]:
+    """One reward LoRA at lambda 0.5 (conservative), 1 (the LoRA itself) and 2 (extrapolated)."""
+    nodes = sd15_front()
+    decoded = []
+    for k, strength in enumerate((0.5, 1.0, 2.0)):
+        knob, sampler, decode = 20 + k, 30 + k, 40 + k
+        nodes += [
+            NodeSpec(
+                knob,
+                "MultiReward_KLKnob",
+                (760, 330 * k),
+                {"lora_name": LORA_A, "blend_lambda": strength},
+                links={"model": (1, 0)},
+                title=f"KL Knob, lambda {strength:g}",
+                size=(320, 110),
+            ),
+            ksampler(sampler, (1120, 330 * k), (knob, 0)),
+            NodeSpec(
+                decode,
+                "VAEDecode",
+                (1480, 330 * k),
+                links={"samples": (sampler, 0), "vae": (1, 2)},
+                size=(220, 50),
+            ),
+        ]
+        decoded.append(decode)
+    nodes += [
+        NodeSpec(
+            50,
+            "ImageBatch",
+            (1760, 0),
+            links={"image1": (decoded[0], 0), "image2": (decoded[1], 0)},
+            size=(220, 50),
+        ),
+        NodeSpec(
+            51,
+            "ImageBatch",
+            (1760, 120),
+            links={"image1": (50, 0), "image2": (decoded[2], 0)},
+            size=(220, 50),
+        ),
+        NodeSpec(
+            52,
+            "SaveImage",
+            (2020, 0),
+            {"filename_prefix": "kl_knob_sweep/lambda"},
+            links={"images": (51, 0)},
+            size=(520, 320),
+        ),
+    ]
+    return nodes
+
+
+def two_lora_slots(first: float, second: float) -> dict:
+    return {
+        "lora_1": LORA_A,
+        "weight_1": first,
+        "lora_2": LORA_B,
+        "weight_2": second,
+        "lora_3": "(none)",
+        "lora_4": "(none)",
+    }
+
+
+def diffusion_blend_sampler() -> list[NodeSpec]:
+    return [
+        *sd15_front(),
+        NodeSpec(
+            30,
+            "MultiReward_DiffusionBlendSampler",
+            (760, 0),
+            {
+                "seed": 42,
+                "steps": 30,
+                "cfg": 7.5,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                **two_lora_slots(0.5, 0.5),
+                "normalise_weights": True,
+                "blend_lambda": 1.0,
+            },
+            links={"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent_image": (5, 0)},
+            size=(360, 560),
+        ),
+        NodeSpec(40, "VAEDecode", (1180, 0), links={"samples": (30, 0), "vae": (1, 2)}, size=(220, 50)),
+        NodeSpec(
+            41,
+            "SaveImage",
+            (1440, 0),
+            {"filename_prefix": "diffusion_blend/image"},
+            links={"images": (40, 0)},
+            size=(420, 420),
+        ),
+        NodeSpec(
+            42,
+            "PreviewAny",
+            (1180, 120),
+            links={"source": (30, 1)},
+            title="What was blended",
+            size=(240, 160),
+        ),
+    ]
+
+
+def lora_stochastic_mixer() -> list[NodeSpec]:
+    return [
+        *sd15_front(),
+        NodeSpec(
+            20,
+            "MultiReward_LoRAStochasticMixer",
+            (760, 0),
+            {**two_lora_slots(0.7, 0.3), "blend_lambda": 1.0, "seed": 7},
+            links={"model": (1, 0)},
+            size=(360, 400),
+        ),
+        ksampler(30, (1160, 0), (20, 0), steps=40),
+        NodeSpec(40, "VAEDecode", (1520, 0), links={"samples": (30, 0), "vae": (1, 2)}, size=(220, 50)),
+        NodeSpec(
+            41,
+            "SaveImage",
+            (1780, 0),
+            {"filename_prefix": "lora_stochastic_mixer/image"},
+            links={"images": (40, 0)},
+            size=(420, 420),
+        ),
+        NodeSpec(
+            42, "PreviewAny", (1160, 320), links={"source": (20, 1)}, title="Draw schedule", size=(300, 160)
+        ),
+    ]
+
+
 EXAMPLES = {
     "srsoup_two_rewards": (
         srsoup_two_rewards,
@@ -287,6 +441,18 @@ EXAMPLES = {
         "The SRSoup SAMPLER in SamplerCustomAdvanced, with its report",
     ),
     "reward_score": (reward_score, "Score a batch of images with three rewards; plot the trade-off"),
+    "kl_knob_sweep": (
+        kl_knob_sweep,
+        "KL Knob (DB-KLA): one reward LoRA at lambda 0.5, 1 and 2, from the same seed",
+    ),
+    "diffusion_blend_sampler": (
+        diffusion_blend_sampler,
+        "Diffusion Blend (DB-MPA): two reward LoRAs blended 50/50 at every step",
+    ),
+    "lora_stochastic_mixer": (
+        lora_stochastic_mixer,
+        "LoRA Stochastic Mixer (DB-MPA-LS): one LoRA per step, 70/30, at the cost of one model",
+    ),
 }
 
 

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "srsoup"))
@@ -22,7 +23,7 @@ def report(scores, weights=None):
 
 
 def red_pixels(picture) -> int:
-    pixels = torch.tensor(list(picture.getdata()))
+    pixels = torch.from_numpy(np.asarray(picture).reshape(-1, 3).astype("int64"))
     return int(((pixels[:, 0] == FRONT[0]) & (pixels[:, 1] == FRONT[1]) & (pixels[:, 2] == FRONT[2])).sum())
 
 

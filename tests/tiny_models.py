@@ -219,3 +219,31 @@ def write_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
     comfy.sd.save_checkpoint(str(partial), _model_patcher(model), clip, vae)
     partial.rename(path)
     return path
+
+
+def write_checkpoint_lora(checkpoint: Path, path: Path, seed: int, rank: int = 4, scale: float = 0.5) -> Path:
+    """A rank-`rank` LoRA in kohya's key format ("lora_unet_..."/lora_down/lora_up/alpha) for every
+    linear weight of a checkpoint's UNet, so example workflows that name LoRAs run on the tiny model."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    prefix = "model.diffusion_model."
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        for key in handle.keys():
+            if not (key.startswith(prefix) and key.endswith(".weight")):
+                continue
+            shape = handle.get_slice(key).get_shape()
+            if len(shape) != 2:
+                continue
+            name = "lora_unet_" + key[len(prefix) : -len(".weight")].replace(".", "_")
+            out_features, in_features = shape
+            state[f"{name}.lora_down.weight"] = (
+                torch.randn((rank, in_features), generator=generator) * scale / in_features**0.5
+            )
+            state[f"{name}.lora_up.weight"] = torch.randn((out_features, rank), generator=generator) * scale
+            state[f"{name}.alpha"] = torch.tensor(float(rank))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path

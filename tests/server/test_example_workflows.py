@@ -9,10 +9,13 @@ import sys
 import pytest
 from harness import PACK_ROOT
 from server_harness import ComfyServer, error_message
+from tiny_models import write_checkpoint_lora
 
 sys.path.insert(0, str(PACK_ROOT / "scripts"))
 from run_example import CPU_SETTINGS, TINY_CHECKPOINT, scale_down
 from workflows import replace_widget, ui_to_api
+
+from example_workflows import LORA_A, LORA_B
 
 pytestmark = pytest.mark.server
 
@@ -42,6 +45,9 @@ def server(tiny_checkpoint_file):
         folder = running.base_dir / "models" / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / TINY_CHECKPOINT).symlink_to(tiny_checkpoint_file)
+        # The examples name reward LoRAs a user swaps in; tiny random ones fit the tiny checkpoint.
+        for seed, name in enumerate((LORA_A, LORA_B), start=1):
+            write_checkpoint_lora(tiny_checkpoint_file, running.base_dir / "models" / "loras" / name, seed)
         running.object_info = running.get("/object_info")
         yield running
 
