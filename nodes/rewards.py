@@ -9,7 +9,7 @@ from comfy_api.latest import io, ui
 from ..comfy_adapter.folders import reward_files
 from ..rewards.base import RewardError
 from ..rewards.registry import DTYPES, get_spec, reward_names
-from ..rewards.scoring import score_table
+from ..rewards.scoring import connected_rewards, score_table
 from .types import Reward
 
 NO_FILE = "(none)"
@@ -110,9 +110,8 @@ class RewardScore(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, reward, reward_2=None, reward_3=None, reward_4=None, prompt="") -> io.NodeOutput:
-        chosen = [r for r in (reward, reward_2, reward_3, reward_4) if r is not None]
-        table = score_table(images, chosen, prompt or "")
+    def execute(cls, images, prompt="", **reward_slots) -> io.NodeOutput:
+        table = score_table(images, connected_rewards(reward_slots), prompt or "")
         text = table.as_text()
         return io.NodeOutput(
             table.columns[0],

@@ -12,7 +12,7 @@ import latent_preview
 from comfy_api.latest import io, ui
 
 from ..comfy_adapter.guidance import RewardPanel, SRSoupSampler, patcher_is_flow
-from ..rewards.base import Reward as RewardBase
+from ..rewards.scoring import connected_rewards
 from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings, validate_settings
 from ..sampling_math.report import guided_report
 from ..sampling_math.search_gradient import CORRECTIONS
@@ -103,48 +103,26 @@ def guidance_inputs() -> list:
     ]
 
 
-def collect_rewards(reward, reward_2=None, reward_3=None, reward_4=None) -> list:
-    rewards = [r for r in (reward, reward_2, reward_3, reward_4) if r is not None]
-    if not rewards:
-        raise GuidanceError("reward: no reward connected; connect a REWARD from Reward Loader")
-    for index, item in enumerate(rewards):
-        if not isinstance(item, RewardBase):
-            slot = "reward" if index == 0 else f"reward_{index + 1}"
-            raise GuidanceError(f"{slot}: expected a REWARD from Reward Loader, got {type(item).__name__}")
-    return rewards
-
-
-def build_sampler(
-    rewards: list,
-    vae,
-    prompt,
-    weights,
-    grid_divisions,
-    mode,
-    candidates,
-    soup_steps,
-    guided_start,
-    guided_end,
-    correction,
-    guidance_seed,
-) -> SRSoupSampler:
-    table = resolve_weights(weights or "", len(rewards), grid_divisions)
-    settings = GuidanceSettings(
-        weights=table,
-        mode=mode,
-        candidates=candidates,
-        soup_steps=soup_steps,
-        guided_start=guided_start,
-        guided_end=guided_end,
-        correction=correction,
-        seed=guidance_seed,
-    )
+def build_sampler(vae, options: dict) -> SRSoupSampler:
+    """The SRSoup SAMPLER for a node's guidance inputs (see guidance_inputs), checked up front."""
+    rewards = connected_rewards(options)
+    prompt = options.get("prompt") or ""
     for reward in rewards:
-        if reward.needs_prompt and not (prompt or "").strip():
+        if reward.needs_prompt and not prompt.strip():
             raise GuidanceError(
                 f"prompt: reward '{reward.label}' scores against the prompt, but the prompt is empty"
             )
-    return SRSoupSampler(RewardPanel(rewards, vae, prompt or ""), settings)
+    settings = GuidanceSettings(
+        weights=resolve_weights(options.get("weights") or "", len(rewards), options["grid_divisions"]),
+        mode=options["mode"],
+        candidates=options["candidates"],
+        soup_steps=options["soup_steps"],
+        guided_start=options["guided_start"],
+        guided_end=options["guided_end"],
+        correction=options["correction"],
+        seed=options["guidance_seed"],
+    )
+    return SRSoupSampler(RewardPanel(rewards, vae, prompt), settings)
 
 
 def run_report(sampler: SRSoupSampler) -> dict:
@@ -209,29 +187,7 @@ class SRSoupKSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls,
-        model,
-        positive,
-        negative,
-        latent_image,
-        vae,
-        seed,
-        steps,
-        cfg,
-        scheduler,
-        reward,
-        prompt,
-        weights,
-        grid_divisions,
-        mode,
-        candidates,
-        soup_steps,
-        guided_start,
-        guided_end,
-        correction,
-        reward_2=None,
-        reward_3=None,
-        reward_4=None,
+        cls, model, positive, negative, latent_image, vae, seed, steps, cfg, scheduler, **options
     ) -> io.NodeOutput:
         latent = latent_image["samples"]
         if latent.shape[0] != 1:
@@ -239,21 +195,7 @@ class SRSoupKSampler(io.ComfyNode):
                 f"latent_image: SRSoup makes all its images from one latent; got a batch of "
                 f"{latent.shape[0]}. Use a batch of 1 (e.g. Latent From Batch)."
             )
-        rewards = collect_rewards(reward, reward_2, reward_3, reward_4)
-        sampler = build_sampler(
-            rewards,
-            vae,
-            prompt,
-            weights,
-            grid_divisions,
-            mode,
-            candidates,
-            soup_steps,
-            guided_start,
-            guided_end,
-            correction,
-            seed,
-        )
+        sampler = build_sampler(vae, {**options, "guidance_seed": seed})
         sigmas = comfy.samplers.calculate_sigmas(
             model.get_model_object("model_sampling"), scheduler, steps
         ).cpu()
@@ -301,41 +243,8 @@ class SRSoupSamplerNode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        vae,
-        reward,
-        prompt,
-        weights,
-        grid_divisions,
-        mode,
-        candidates,
-        soup_steps,
-        guided_start,
-        guided_end,
-        correction,
-        guidance_seed,
-        reward_2=None,
-        reward_3=None,
-        reward_4=None,
-    ) -> io.NodeOutput:
-        rewards = collect_rewards(reward, reward_2, reward_3, reward_4)
-        return io.NodeOutput(
-            build_sampler(
-                rewards,
-                vae,
-                prompt,
-                weights,
-                grid_divisions,
-                mode,
-                candidates,
-                soup_steps,
-                guided_start,
-                guided_end,
-                correction,
-                guidance_seed,
-            )
-        )
+    def execute(cls, vae, **options) -> io.NodeOutput:
+        return io.NodeOutput(build_sampler(vae, options))
 
 
 class SRSoupReport(io.ComfyNode):

@@ -40,12 +40,24 @@ def unique_names(rewards: Sequence[Reward]) -> list[str]:
     return names
 
 
-def score_table(images: torch.Tensor, rewards: Sequence[Reward], prompt: str) -> ScoreTable:
+REWARD_SLOTS = ("reward", "reward_2", "reward_3", "reward_4")
+
+
+def connected_rewards(inputs: dict) -> list[Reward]:
+    """The rewards on a node's reward slots, in slot order; a clear error for a wrong input."""
+    rewards = []
+    for slot in REWARD_SLOTS:
+        reward = inputs.get(slot)
+        if reward is None:
+            continue
+        if not isinstance(reward, Reward):
+            raise RewardError(f"{slot}: expected a REWARD from Reward Loader, got {type(reward).__name__}")
+        rewards.append(reward)
     if not rewards:
         raise RewardError("reward: no reward connected; connect a REWARD from Reward Loader")
-    for index, reward in enumerate(rewards):
-        if not isinstance(reward, Reward):
-            slot = "reward" if index == 0 else f"reward_{index + 1}"
-            raise RewardError(f"{slot}: expected a REWARD from Reward Loader, got {type(reward).__name__}")
+    return rewards
+
+
+def score_table(images: torch.Tensor, rewards: Sequence[Reward], prompt: str) -> ScoreTable:
     columns = [reward.score(images, prompt).tolist() for reward in rewards]
     return ScoreTable(unique_names(rewards), columns)
