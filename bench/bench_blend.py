@@ -278,7 +278,7 @@ def main(argv=None) -> None:
             merge, swap, keys = variant_costs(bench, loras)
             print(
                 f"\n{model_name}, rank {rank}: merging one LoRA variant ({keys} weights) {merge * 1000:.1f} ms "
-                f"once per image; swapping it in and out {swap * 1000:.3f} ms per model call"
+                f"once per run (kept across runs on a CPU-only host); swapping it in and out {swap * 1000:.3f} ms per model call"
             )
             print_table(
                 f"{model_name} UNet, {bench.image_size}x{bench.image_size}, {args.steps} euler steps, CFG 5, "
