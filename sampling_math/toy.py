@@ -208,8 +208,8 @@ def run_toy(problem: ToyProblem, settings: GuidanceSettings, steps: int, seed: i
 
 
 def unguided_sample(problem: ToyProblem, steps: int, seed: int, noise_seed: int) -> torch.Tensor:
-    """Plain ancestral sampling (eta = 1) from the same x_T and the same fresh-noise stream as
-    guided_sample uses, for "guided beats unguided from the same noise" comparisons."""
+    """Plain ancestral sampling (eta = 1) from the same x_T as run_toy with `seed` (its step noise
+    comes from its own generator), for "guided beats unguided from the same noise" comparisons."""
     sigmas = sigma_schedule(steps, problem.flow)
     x = initial_latent(problem, sigmas, seed)
     generator = torch.Generator().manual_seed(int(noise_seed))
