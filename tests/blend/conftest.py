@@ -51,16 +51,6 @@ def foreign_lora() -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tests run many tiny models; on 2 shared cores two torch threads mostly wait on each other
-    (measured: 10 s instead of 0.15 s for one tiny image under load), so use one, then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @dataclass(frozen=True)
 class BlendLoras:
     a: str
