@@ -80,9 +80,13 @@ class Method:
 
 def make_problem(setting: Setting) -> toy.ToyProblem:
     weights = GRIDS[setting.grid]()
+    kinds = setting.kind.split(",")
+    kind = (
+        kinds[0] if len(kinds) == 1 else tuple(kinds)
+    )  # e.g. "quadratic,l1": a smooth and a non-smooth reward
     if setting.problem == "modes":
-        return toy.make_problem(setting.dim, len(weights[0]), setting.kind, setting.flow, 4, "modes", tau=0.5)
-    return toy.make_problem(setting.dim, len(weights[0]), setting.kind, setting.flow)
+        return toy.make_problem(setting.dim, len(weights[0]), kind, setting.flow, 4, "modes", tau=0.5)
+    return toy.make_problem(setting.dim, len(weights[0]), kind, setting.flow)
 
 
 def run_one(task):
@@ -433,7 +437,11 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=21)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--problem", choices=("random", "modes"), default="random")
-    parser.add_argument("--kind", choices=toy.REWARD_KINDS, default="quadratic")
+    parser.add_argument(
+        "--kind",
+        default="quadratic",
+        help=f"reward kind(s), one for all or one per reward: {', '.join(toy.REWARD_KINDS)}",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--timing-dim", type=int, default=1024, help="d of the expensive-model timing runs (0: skip them)"
