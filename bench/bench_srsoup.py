@@ -81,9 +81,8 @@ class Method:
 def make_problem(setting: Setting) -> toy.ToyProblem:
     weights = GRIDS[setting.grid]()
     kinds = setting.kind.split(",")
-    kind = (
-        kinds[0] if len(kinds) == 1 else tuple(kinds)
-    )  # e.g. "quadratic,l1": a smooth and a non-smooth reward
+    # one kind for every reward, or one per reward ("quadratic,l1": a smooth and a non-smooth one)
+    kind = kinds[0] if len(kinds) == 1 else tuple(kinds)
     if setting.problem == "modes":
         return toy.make_problem(setting.dim, len(weights[0]), kind, setting.flow, 4, "modes", tau=0.5)
     return toy.make_problem(setting.dim, len(weights[0]), kind, setting.flow)
