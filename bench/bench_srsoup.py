@@ -2,7 +2,8 @@
 
 For every setting (noising form, d, weight grid) all methods run from the same x_T and candidate
 noise seeds (paired seeds):
-- weighted sum with N candidates (the reference),
+- weighted sum with N candidates (the reference), and again with other candidate noise (the noise
+  floor of the bias metric),
 - SRSoup for K from 0 to all guided steps (correction "divided_by_s", the default),
 - weighted sum with N cut so its queries fit SRSoup's budget, for K from 40% to 70%,
 - SRSoup with the "authors" and "none" corrections at K = 40% and 70%.
@@ -11,7 +12,7 @@ hypervolume against one reference point per setting, and per-weight bias; then P
 targets of issue 5. `--markdown FILE --block NAME` rewrites that results block of the file.
 
 Quick (a few minutes on 2 cores):  python bench/bench_srsoup.py
-Full:                              python bench/bench_srsoup.py --full
+Full (about an hour on 2 cores):   python bench/bench_srsoup.py --full
 """
 
 from __future__ import annotations
