@@ -112,13 +112,14 @@ def guided_sample(
     flow: bool,
     callback: StepCallback | None = None,
 ) -> tuple[torch.Tensor, QueryLedger]:
-    """Run the guided sampler from x (one latent, [1, ...] or [...]) over `sigmas`.
+    """Run the guided sampler from x (a batch of one latent, [1, ...]) over `sigmas`.
 
     Returns the final chains [L, ...] (one per chain weight row, in row order) and the ledger.
     """
     guided = set(validate_settings(settings, sigmas, flow))
     weights = settings.chain_weights().to(torch.float64)
-    chains = x.reshape(1, *x.shape[-3:]).expand(weights.shape[0], *x.shape[-3:]).clone()
+    # Any latent rank (images [1, C, H, W], video [1, C, T, H, W]): every chain starts at x_T.
+    chains = x[:1].expand(weights.shape[0], *x.shape[1:]).clone()
     noise = NoiseSource(settings.seed, chains.shape[1:], chains.dtype, chains.device)
     ledger = QueryLedger(settings.num_rewards)
     guided_so_far = 0
