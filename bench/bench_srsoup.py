@@ -266,15 +266,6 @@ def timing_rows(args) -> tuple[list[str], list]:
     return lines, checks
 
 
-def tiny_model_rows(args) -> list[dict]:
-    """Hook for the tiny ComfyUI models (SD1.5-shaped and flow-matching): the lead fills this in.
-
-    Return rows shaped like run_settings' (setting, method, queries, passes, seconds, hv,
-    hv_ratio, bias, ...) so the same tables and target checks apply to them.
-    """
-    return []
-
-
 # --- tables and targets --------------------------------------------------------------------------
 
 
@@ -464,7 +455,7 @@ def main(argv=None) -> None:
         for grid in args.grids.split(",")
     ]
     start = time.perf_counter()
-    rows = run_settings(settings, args) + tiny_model_rows(args)
+    rows = run_settings(settings, args)
     timing = timing_rows(args)
     text = report(rows, timing, args, time.perf_counter() - start)
     print(text)
