@@ -151,7 +151,6 @@ def test_app_boots_with_our_node_types_and_extension(app, server):
     assert app.evaluate("() => typeof window.MultiReward.estimate") == "function"
 
 
-@pytest.mark.skipif(not EXAMPLES, reason="no example workflows yet")
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_workflow_loads_with_no_missing_nodes(app, path):
     workflow = json.loads(path.read_text())
