@@ -82,27 +82,11 @@ def build_model(name: str, image_size: int) -> BenchModel:
 
 def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
     """A kohya-format LoRA over every linear and 1x1 conv weight of the UNet."""
+    import tiny_models
     from safetensors.torch import save_file
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, weight in model.patcher.model.state_dict().items():
-        if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
-            continue
-        if weight.ndim == 4 and weight.shape[2:] != (1, 1):
-            continue
-        if weight.ndim not in (2, 4):
-            continue
-        name = "lora_unet_" + key[len("diffusion_model.") : -len(".weight")].replace(".", "_")
-        out_features, in_features = weight.shape[0], weight.shape[1]
-        extra = (1, 1) if weight.ndim == 4 else ()
-        state[f"{name}.lora_down.weight"] = (
-            torch.randn((rank, in_features, *extra), generator=generator) * 0.02
-        )
-        state[f"{name}.lora_up.weight"] = (
-            torch.randn((out_features, rank, *extra), generator=generator) * 0.02
-        )
-        state[f"{name}.alpha"] = torch.tensor(float(rank))
+    shapes = [(key, weight.shape) for key, weight in model.patcher.model.state_dict().items()]
+    state = tiny_models.random_unet_lora(shapes, seed, rank, scale=0.02, convs="1x1")
     file_name = f"bench_{model.name}_r{rank}_{seed}.safetensors"
     save_file(state, str(folder / file_name))
     return file_name

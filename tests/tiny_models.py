@@ -221,29 +221,45 @@ def write_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
     return path
 
 
+UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+
+def random_unet_lora(
+    weights, seed: int, rank: int = 4, scale: float = 0.5, convs: str = "all"
+) -> dict[str, torch.Tensor]:
+    """A rank-`rank` LoRA in kohya's key format (lora_unet_*.lora_down/lora_up/alpha) over a UNet's
+    weights, given as (state-dict key, shape) pairs with either UNet prefix.
+
+    Linear weights always; convs: "all" (LoCon-style: a k x k down conv, a 1 x 1 up conv), "1x1",
+    or "none". Down factors are scaled by 1/sqrt(fan-in) so the delta keeps the same size at any width.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for key, shape in weights:
+        prefix = next((p for p in UNET_PREFIXES if key.startswith(p)), None)
+        shape = tuple(shape)
+        if prefix is None or not key.endswith(".weight") or len(shape) not in (2, 4):
+            continue
+        if len(shape) == 4 and (convs == "none" or (convs == "1x1" and shape[2:] != (1, 1))):
+            continue
+        name = "lora_unet_" + key[len(prefix) : -len(".weight")].replace(".", "_")
+        out_features, in_features, kernel = shape[0], shape[1], shape[2:]
+        down = torch.randn((rank, in_features, *kernel), generator=generator) * scale / in_features**0.5
+        up = torch.randn((out_features, rank, *(1,) * len(kernel)), generator=generator) * scale
+        state[f"{name}.lora_down.weight"] = down.contiguous()
+        state[f"{name}.lora_up.weight"] = up.contiguous()
+        state[f"{name}.alpha"] = torch.tensor(float(rank))
+    return state
+
+
 def write_checkpoint_lora(checkpoint: Path, path: Path, seed: int, rank: int = 4, scale: float = 0.5) -> Path:
-    """A rank-`rank` LoRA in kohya's key format ("lora_unet_..."/lora_down/lora_up/alpha) for every
-    linear weight of a checkpoint's UNet, so example workflows that name LoRAs run on the tiny model."""
+    """A LoRA over every linear weight of a checkpoint's UNet, so example workflows that name LoRAs
+    run on the tiny checkpoint."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    prefix = "model.diffusion_model."
-    generator = torch.Generator().manual_seed(seed)
-    state: dict[str, torch.Tensor] = {}
     with safe_open(str(checkpoint), framework="pt") as handle:
-        for key in handle.keys():
-            if not (key.startswith(prefix) and key.endswith(".weight")):
-                continue
-            shape = handle.get_slice(key).get_shape()
-            if len(shape) != 2:
-                continue
-            name = "lora_unet_" + key[len(prefix) : -len(".weight")].replace(".", "_")
-            out_features, in_features = shape
-            state[f"{name}.lora_down.weight"] = (
-                torch.randn((rank, in_features), generator=generator) * scale / in_features**0.5
-            )
-            state[f"{name}.lora_up.weight"] = torch.randn((out_features, rank), generator=generator) * scale
-            state[f"{name}.alpha"] = torch.tensor(float(rank))
+        shapes = [(key, handle.get_slice(key).get_shape()) for key in handle.keys()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    save_file(random_unet_lora(shapes, seed, rank, scale, convs="none"), str(path))
     return path

@@ -12,32 +12,15 @@ LORA_RANK = 4
 
 
 def tiny_unet_lora(seed: int, scale: float = 0.6, include_convs: bool = True) -> dict[str, torch.Tensor]:
-    """A rank-4 LoRA (kohya "lora_unet_" keys, with alpha) for every linear and conv of the tiny UNet.
-
-    Convs get LoCon-style factors (a k x k down conv, a 1 x 1 up conv). The scale is large enough that
-    different LoRAs give clearly different images from the random tiny model.
-    """
+    """A rank-4 LoRA for every linear and conv of the tiny UNet (convs LoCon-style). The scale is
+    large enough that different LoRAs give clearly different images from the random tiny model."""
     import tiny_models
 
-    model = tiny_models.tiny_sd15(0)[0].model
-    generator = torch.Generator().manual_seed(seed)
-    state: dict[str, torch.Tensor] = {}
-    for key, weight in model.state_dict().items():
-        if not key.startswith("diffusion_model.") or not key.endswith(".weight"):
-            continue
-        if weight.ndim == 4 and not include_convs:
-            continue
-        if weight.ndim not in (2, 4):
-            continue
-        name = "lora_unet_" + key[len("diffusion_model.") : -len(".weight")].replace(".", "_")
-        out_features, in_features = weight.shape[0], weight.shape[1]
-        kernel = tuple(weight.shape[2:])
-        down = torch.randn((LORA_RANK, in_features, *kernel), generator=generator) * scale / in_features**0.5
-        up = torch.randn((out_features, LORA_RANK, *(1,) * len(kernel)), generator=generator) * scale
-        state[f"{name}.lora_down.weight"] = down.contiguous()
-        state[f"{name}.lora_up.weight"] = up.contiguous()
-        state[f"{name}.alpha"] = torch.tensor(float(LORA_RANK))
-    return state
+    weights = tiny_models.tiny_sd15(0)[0].model.state_dict()
+    shapes = [(key, weight.shape) for key, weight in weights.items()]
+    return tiny_models.random_unet_lora(
+        shapes, seed, LORA_RANK, scale, convs="all" if include_convs else "none"
+    )
 
 
 def foreign_lora() -> dict[str, torch.Tensor]:
