@@ -34,28 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
-
-FULL_SD15_UNET = {
-    "use_checkpoint": False,
-    "image_size": 32,
-    "out_channels": 4,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "adm_in_channels": None,
-    "in_channels": 4,
-    "model_channels": 320,
-    "num_res_blocks": [2, 2, 2, 2],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-    "channel_mult": [1, 2, 4, 4],
-    "transformer_depth_middle": 1,
-    "use_linear_in_transformer": False,
-    "context_dim": 768,
-    "num_heads": 8,
-    "num_head_channels": -1,
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "use_temporal_attention": False,
-    "use_temporal_resblock": False,
-}
+import tiny_models  # noqa: E402
 
 
 @dataclass
@@ -68,11 +47,12 @@ class BenchModel:
 
 def build_model(name: str, image_size: int) -> BenchModel:
     import comfy.supported_models
-    import tiny_models
 
     if name == "tiny":
         return BenchModel(name, tiny_models.tiny_sd15(0)[0], 64, 64)
-    unet_config = FULL_SD15_UNET if name == "sd15" else tiny_models.sd15_unet_config(320, 768)
+    unet_config = tiny_models.sd15_unet_config(320, 768)
+    if name == "sd15":
+        unet_config.update(tiny_models.FULL_SD15_LEVELS)
     config = comfy.supported_models.SD15(dict(unet_config))
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({})
@@ -82,7 +62,6 @@ def build_model(name: str, image_size: int) -> BenchModel:
 
 def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
     """A kohya-format LoRA over every linear and 1x1 conv weight of the UNet."""
-    import tiny_models
     from safetensors.torch import save_file
 
     shapes = [(key, weight.shape) for key, weight in model.patcher.model.state_dict().items()]
@@ -90,14 +69,6 @@ def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
     file_name = f"bench_{model.name}_r{rank}_{seed}.safetensors"
     save_file(state, str(folder / file_name))
     return file_name
-
-
-def lora_inputs(names: list[str], weights: list[float]) -> dict:
-    inputs = {}
-    for slot in range(1, 5):
-        inputs[f"lora_{slot}"] = names[slot - 1] if slot <= len(names) else "(none)"
-        inputs[f"weight_{slot}"] = weights[slot - 1] if slot <= len(weights) else 1.0
-    return inputs
 
 
 def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
@@ -117,17 +88,20 @@ def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
         "KLKnob lambda=1": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=1.0),
         "KLKnob lambda=2": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=2.0),
         "LS m=2": node_model(
-            blend.LoRAStochasticMixer, **lora_inputs(loras[:2], [0.5, 0.5]), blend_lambda=1.0, seed=0
+            blend.LoRAStochasticMixer,
+            **tiny_models.lora_slots(loras[:2], [0.5, 0.5]),
+            blend_lambda=1.0,
+            seed=0,
         ),
         "DB-MPA m=2": node_model(
             blend.DiffusionBlend,
-            **lora_inputs(loras[:2], [0.5, 0.5]),
+            **tiny_models.lora_slots(loras[:2], [0.5, 0.5]),
             normalise_weights=True,
             blend_lambda=1.0,
         ),
         "DB-MPA m=3": node_model(
             blend.DiffusionBlend,
-            **lora_inputs(loras[:3], [1, 1, 1]),
+            **tiny_models.lora_slots(loras[:3], [1, 1, 1]),
             normalise_weights=True,
             blend_lambda=1.0,
         ),

@@ -125,6 +125,16 @@ def _tiny_sd1_clip(seed: int):
     return clip
 
 
+#: What a full SD1.5 UNet has beyond sd15_unet_config's single level (four levels, a middle block).
+FULL_SD15_LEVELS = {
+    "num_res_blocks": [2, 2, 2, 2],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth_middle": 1,
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+}
+
+
 def _randomise(module: torch.nn.Module, seed: int, std: float = 0.05) -> None:
     """ComfyUI builds modules with uninitialised (empty) weights: give them small random values."""
     generator = torch.Generator().manual_seed(seed)
@@ -263,3 +273,12 @@ def write_checkpoint_lora(checkpoint: Path, path: Path, seed: int, rank: int = 4
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(random_unet_lora(shapes, seed, rank, scale, convs="none"), str(path))
     return path
+
+
+def lora_slots(names: list[str], weights: list[float]) -> dict:
+    """The blend nodes' lora_1..lora_4 / weight_1..weight_4 inputs, empty slots as "(none)"."""
+    inputs = {}
+    for slot in range(1, 5):
+        inputs[f"lora_{slot}"] = names[slot - 1] if slot <= len(names) else "(none)"
+        inputs[f"weight_{slot}"] = weights[slot - 1] if slot <= len(weights) else 1.0
+    return inputs

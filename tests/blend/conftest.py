@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from tiny_models import lora_slots  # noqa: F401  (the blend tests import it from here)
 
 LORA_RANK = 4
 
@@ -99,15 +100,6 @@ def sampling_graph(
     }
     graph.update(model_nodes)
     return graph
-
-
-def lora_slots(names: list[str], weights: list[float]) -> dict:
-    """lora_1..lora_4 / weight_1..weight_4 inputs, empty slots as "(none)"."""
-    inputs = {}
-    for slot in range(1, 5):
-        inputs[f"lora_{slot}"] = names[slot - 1] if slot <= len(names) else "(none)"
-        inputs[f"weight_{slot}"] = weights[slot - 1] if slot <= len(weights) else 1.0
-    return inputs
 
 
 def sampled_latent(result) -> torch.Tensor:
