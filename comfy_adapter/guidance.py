@@ -19,6 +19,7 @@ import comfy.samplers
 import torch
 
 from ..rewards.base import Reward
+from ..rewards.scoring import unique_names
 from ..sampling_math.guidance import GuidanceSettings, guided_sample
 from ..sampling_math.ledger import QueryLedger
 
@@ -36,13 +37,13 @@ def base_model_of(sampler_model):
     return sampler_model.inner_model.inner_model
 
 
-def is_flow_model(base_model) -> bool:
+def is_flow_sampling(model_sampling) -> bool:
     """Flow-matching models (SD3, Flux, ...) use ComfyUI's CONST model sampling."""
-    return isinstance(base_model.model_sampling, comfy.model_sampling.CONST)
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
 
 
 def patcher_is_flow(model_patcher) -> bool:
-    return isinstance(model_patcher.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    return is_flow_sampling(model_patcher.get_model_object("model_sampling"))
 
 
 def model_batch_size(base_model, latent_shape, device) -> int:
@@ -82,8 +83,6 @@ class RewardPanel:
 
     @property
     def names(self) -> list[str]:
-        from ..rewards.scoring import unique_names
-
         return unique_names(self.rewards)
 
     def decode(self, base_model, latents: torch.Tensor) -> torch.Tensor:
@@ -144,7 +143,7 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
     def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         started = time.perf_counter()
         base_model = base_model_of(model)
-        flow = is_flow_model(base_model)
+        flow = is_flow_sampling(base_model.model_sampling)
         seen_before = [reward.images_seen for reward in self.panel.rewards]
 
         def on_step(index, chains, denoised):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
