@@ -79,15 +79,22 @@ def clip_state(shape: str) -> dict:
 
 
 def build_reward(name: str, real: bool, workdir: Path):
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
     from multireward.rewards import aesthetic, clip_rewards
 
+    manager = ComfyModelManager()  # the rewards as the nodes build them
+
     if name == "hpsv2":
-        return clip_rewards.hpsv2_from_state(clip_state("vit-h-14" if real else "tiny"), "auto")
+        return clip_rewards.hpsv2_from_state(
+            clip_state("vit-h-14" if real else "tiny"), "auto", manager=manager
+        )
     if name == "pickscore":
-        return clip_rewards.pickscore_from_state(clip_state("vit-h-14" if real else "tiny"), "auto")
+        return clip_rewards.pickscore_from_state(
+            clip_state("vit-h-14" if real else "tiny"), "auto", manager=manager
+        )
     if name == "clip_score":
         return clip_rewards.clip_score_from_state(
-            clip_state("vit-l-14" if real else "tiny"), "auto", quick_gelu=True
+            clip_state("vit-l-14" if real else "tiny"), "auto", quick_gelu=True, manager=manager
         )
     if name == "laion_aesthetic":
         tower = {
@@ -97,13 +104,14 @@ def build_reward(name: str, real: bool, workdir: Path):
         with torch.device("meta"):
             head = torch.nn.Sequential(*aesthetic.aesthetic_head([embed, 1024, 128, 64, 16, 1]))
         head_state = {f"layers.{k}": v for k, v in fill_random(head).items()}
-        return aesthetic.aesthetic_from_states(head_state, tower, "auto")
+        return aesthetic.aesthetic_from_states(head_state, tower, "auto", manager=manager)
     if name == "imagereward":
         return build_imagereward(real, workdir)
     raise ValueError(name)
 
 
 def build_imagereward(real: bool, workdir: Path):
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
     from multireward.rewards import imagereward as ir
 
     width, layers, size, text_width, text_layers, positions = BLIP_SHAPES["blip-large" if real else "tiny"]
@@ -131,21 +139,21 @@ def build_imagereward(real: bool, workdir: Path):
             30524, positions, text_width, text_layers, text_width // 64, 4 * text_width, width
         )
         model = ir.ImageRewardModel(ir.Blip(visual, text), [text_width, 1024, 128, 64, 16, 1])
-    return ir.imagereward_from_state(fill_random(model), str(vocab_path), "auto")
+    return ir.imagereward_from_state(fill_random(model), str(vocab_path), "auto", manager=ComfyModelManager())
 
 
 def build_weight_free(name: str):
-    from multireward.rewards.registry import get_spec
+    from multireward.rewards import registry
 
     if name != "remote_http":
-        return get_spec(name).build(None, "auto"), None
+        return registry.build_reward(name), None
     from multireward.rewards.reference_server import make_server
-    from multireward.rewards.remote import RemoteReward, RemoteSettings
+    from multireward.rewards.remote import RemoteHttpReward, RemoteSettings
 
     server = make_server()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    return RemoteReward(RemoteSettings(url=url, batch_size=8, max_concurrent=2)), server
+    return RemoteHttpReward(RemoteSettings(url=url, batch_size=8, max_concurrent=2)), server
 
 
 def images_per_second(reward, batch_size: int, repeats: int) -> float:
@@ -179,10 +187,10 @@ def main() -> None:
 
         args.cpu = False  # read when comfy.model_management is first imported, just below
     harness.install_pack_alias()
-    from multireward.comfy_adapter import models
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
 
     torch.set_grad_enabled(False)
-    device = models.reward_load_device()
+    device = ComfyModelManager.load_device()
     print(
         f"device: {device}, torch threads: {torch.get_num_threads()}, images 512x512, prompt-based rewards use one prompt"
     )

@@ -42,7 +42,7 @@ def resolve_reward_file(name: str) -> str:
     if path is None:
         searched = ", ".join(reward_folders()) or "(no rewards folder registered)"
         raise FileNotFoundError(
-            f"reward weights file '{name}' was not found; searched the rewards folders: {searched}. "
+            f"reward checkpoint file '{name}' was not found; searched the rewards folders: {searched}. "
             "Put the file there (or add a 'rewards:' entry to extra_model_paths.yaml)."
         )
     return path

@@ -22,14 +22,10 @@ from ..rewards.base import Reward
 from ..rewards.scoring import unique_names
 from ..sampling_math.guidance import GuidanceSettings, guided_sample
 from ..sampling_math.ledger import QueryLedger
+from .interrupt import check_interrupt
 
 #: Upper bound on one model batch even when memory would allow more (keeps CPU runs responsive).
 MAX_MODEL_BATCH = 64
-
-
-def check_interrupt() -> None:
-    """Raise ComfyUI's interrupt exception if the user pressed Cancel / the server was interrupted."""
-    comfy.model_management.throw_exception_if_processing_interrupted()
 
 
 def base_model_of(sampler_model):

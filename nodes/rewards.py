@@ -6,9 +6,12 @@ import json
 
 from comfy_api.latest import io, ui
 
-from ..comfy_adapter.folders import reward_files
+from ..comfy_adapter.folders import resolve_reward_file, reward_files
+from ..comfy_adapter.reward_models import ComfyModelManager
 from ..rewards.base import RewardError
-from ..rewards.registry import DTYPES, get_spec, reward_names
+from ..rewards.model_manager import DTYPE_NAMES
+from ..rewards.registry import build_reward, get_spec, reward_names
+from ..rewards.remote import RemoteHttpReward, RemoteSettings
 from ..rewards.scoring import connected_rewards, score_table
 from .types import Reward
 
@@ -53,7 +56,7 @@ class RewardLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "dtype",
-                    options=list(DTYPES),
+                    options=list(DTYPE_NAMES),
                     default="auto",
                     tooltip="Precision of a neural reward: auto is fp16 on GPUs that support it, fp32 on CPU.",
                 ),
@@ -65,20 +68,21 @@ class RewardLoader(io.ComfyNode):
     def execute(
         cls, reward_name: str, weights_file: str, dtype: str, companion_file: str = NO_FILE
     ) -> io.NodeOutput:
-        from ..comfy_adapter.folders import resolve_reward_file
-
         spec = get_spec(reward_name)
-        path = None
-        if spec.needs_weights:
+        path = companion_path = None
+        if spec.needs_checkpoint:
             if weights_file == NO_FILE:
                 raise RewardError(
-                    f"weights_file: reward '{reward_name}' needs a weights file "
+                    f"weights_file: reward '{reward_name}' needs a checkpoint file "
                     f"(e.g. {spec.expected_file}) in models/rewards; none was chosen"
                 )
             path = resolve_reward_file(weights_file)
         if spec.companion and companion_file not in (None, NO_FILE):
-            return io.NodeOutput(spec.build(path, dtype, resolve_reward_file(companion_file)))
-        return io.NodeOutput(spec.build(path, dtype))
+            companion_path = resolve_reward_file(companion_file)
+        reward = build_reward(
+            reward_name, path, dtype=dtype, companion_path=companion_path, manager=ComfyModelManager()
+        )
+        return io.NodeOutput(reward)
 
 
 class RewardScore(io.ComfyNode):
@@ -179,9 +183,6 @@ class RemoteReward(io.ComfyNode):
         api_key_env,
         requires_prompt,
     ) -> io.NodeOutput:
-        from ..rewards.remote import RemoteReward as RemoteHttpReward
-        from ..rewards.remote import RemoteSettings
-
         settings = RemoteSettings(
             url=url.strip(),
             batch_size=batch_size,

@@ -21,9 +21,10 @@ from torch import nn
 
 from . import preprocess as pre
 from .base import RewardError
+from .checkpoints import describe_layout, load_checkpoint, require_keys
 from .clip_arch import build_vision_tower, hf_clip_to_openclip, is_hf_clip, vision_shape
+from .model_manager import ModelManager
 from .neural import NeuralReward
-from .weights import describe_layout, load_weights, require_keys
 
 HEAD_LINEAR_INDICES = (0, 2, 4, 6, 7)  # nn.Sequential positions of the Linear layers (Dropouts between)
 HEAD_KEYS = tuple(f"layers.{i}.weight" for i in HEAD_LINEAR_INDICES)
@@ -70,9 +71,9 @@ class LaionAesthetic(NeuralReward):
     name = "laion_aesthetic"
     expected = HEAD_EXPECTED
 
-    def __init__(self, model: AestheticModel, dtype_name: str) -> None:
+    def __init__(self, model: AestheticModel, dtype_name: str, manager: ModelManager | None = None) -> None:
         self.shape = vision_shape({f"visual.{k}": v for k, v in model.visual.state_dict().items()})
-        super().__init__(model, dtype_name)
+        super().__init__(model, dtype_name, manager=manager)
 
     def bytes_per_image(self) -> int:
         return self.shape.activation_bytes(self.element_size())
@@ -112,13 +113,15 @@ def aesthetic_model(head_state: dict, tower_state: dict, path: str = "") -> Aest
 
 
 def aesthetic_from_states(
-    head_state: dict, tower_state: dict, dtype_name: str, path: str = ""
+    head_state: dict, tower_state: dict, dtype_name: str, path: str = "", manager: ModelManager | None = None
 ) -> LaionAesthetic:
-    return LaionAesthetic(aesthetic_model(head_state, tower_state, path), dtype_name)
+    return LaionAesthetic(aesthetic_model(head_state, tower_state, path), dtype_name, manager)
 
 
-def load_laion_aesthetic(path: str, dtype_name: str, companion_path: str | None = None) -> LaionAesthetic:
-    head_state = load_weights(path, "laion_aesthetic")
+def load_laion_aesthetic(
+    path: str, dtype_name: str, companion_path: str | None = None, manager: ModelManager | None = None
+) -> LaionAesthetic:
+    head_state = load_checkpoint(path, "laion_aesthetic")
     require_keys(head_state, HEAD_KEYS, "laion_aesthetic", HEAD_EXPECTED, path)
     tower_state = split_tower(head_state)
     if not tower_state:
@@ -128,11 +131,11 @@ def load_laion_aesthetic(path: str, dtype_name: str, companion_path: str | None 
                 "ViT-L/14 weights (e.g. clip-vit-large-patch14 model.safetensors) in companion_file, "
                 "or use a combined file"
             )
-        companion = load_weights(companion_path, "laion_aesthetic")
+        companion = load_checkpoint(companion_path, "laion_aesthetic")
         tower_state = split_tower(companion)
         if not tower_state:
             raise RewardError(
                 f"reward 'laion_aesthetic': companion_file '{companion_path}' is not {TOWER_EXPECTED}; "
                 f"it looks like {describe_layout(companion)}"
             )
-    return aesthetic_from_states(head_state, tower_state, dtype_name, path)
+    return aesthetic_from_states(head_state, tower_state, dtype_name, path, manager)

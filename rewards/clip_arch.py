@@ -16,7 +16,7 @@ import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, _build_vision_tower
 
 from .base import RewardError
-from .weights import require_keys
+from .checkpoints import require_keys
 
 # Image-tower widths whose published head count is not width / 64.
 VISION_HEADS_BY_WIDTH = {1280: 16, 1664: 16}

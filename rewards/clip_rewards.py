@@ -12,9 +12,10 @@ import torch
 
 from . import preprocess as pre
 from .base import RewardError
+from .checkpoints import load_checkpoint
 from .clip_arch import build_clip, openclip_layout, vision_shape
+from .model_manager import ModelManager
 from .neural import NeuralReward, tokenize_for_clip
-from .weights import load_weights
 
 
 class ClipSimilarityReward(NeuralReward):
@@ -22,9 +23,11 @@ class ClipSimilarityReward(NeuralReward):
 
     needs_prompt = True
 
-    def __init__(self, model, dtype_name: str, name: str | None = None) -> None:
+    def __init__(
+        self, model, dtype_name: str, name: str | None = None, manager: ModelManager | None = None
+    ) -> None:
         self.shape = vision_shape(model.state_dict())
-        super().__init__(model, dtype_name, name)
+        super().__init__(model, dtype_name, name, manager)
 
     def bytes_per_image(self) -> int:
         return self.shape.activation_bytes(self.element_size())
@@ -77,38 +80,49 @@ class ClipScore(ClipSimilarityReward):
         return 100.0 * self.cosine(module, pixels, context).clamp(min=0.0)
 
 
-def hpsv2_from_state(state: dict, dtype_name: str, name: str = "hpsv2", path: str = "") -> HpsV2:
+def hpsv2_from_state(
+    state: dict, dtype_name: str, name: str = "hpsv2", path: str = "", manager: ModelManager | None = None
+) -> HpsV2:
     # HPSv2 fine-tunes LAION's ViT-H-14, which uses exact GELU.
     model = build_clip(
         openclip_layout(state), quick_gelu=False, reward_label=name, expected=HpsV2.expected, path=path
     )
-    return HpsV2(model, dtype_name, name)
+    return HpsV2(model, dtype_name, name, manager)
 
 
-def pickscore_from_state(state: dict, dtype_name: str, quick_gelu: bool = False, path: str = "") -> PickScore:
+def pickscore_from_state(
+    state: dict,
+    dtype_name: str,
+    quick_gelu: bool = False,
+    path: str = "",
+    manager: ModelManager | None = None,
+) -> PickScore:
     model = build_clip(openclip_layout(state), quick_gelu, "pickscore", PickScore.expected, path)
-    return PickScore(model, dtype_name)
+    return PickScore(model, dtype_name, manager=manager)
 
 
-def clip_score_from_state(state: dict, dtype_name: str, quick_gelu: bool, path: str = "") -> ClipScore:
+def clip_score_from_state(
+    state: dict, dtype_name: str, quick_gelu: bool, path: str = "", manager: ModelManager | None = None
+) -> ClipScore:
     model = build_clip(openclip_layout(state), quick_gelu, "clip_score", ClipScore.expected, path)
-    return ClipScore(model, dtype_name)
+    return ClipScore(model, dtype_name, manager=manager)
 
 
-def load_hpsv2(path: str, dtype_name: str, name: str = "hpsv2") -> HpsV2:
-    return hpsv2_from_state(load_weights(path, name), dtype_name, name, path)
+def load_hpsv2(path: str, dtype_name: str, name: str = "hpsv2", manager: ModelManager | None = None) -> HpsV2:
+    return hpsv2_from_state(load_checkpoint(path, name), dtype_name, name, path, manager)
 
 
-def load_pickscore(path: str, dtype_name: str) -> PickScore:
+def load_pickscore(path: str, dtype_name: str, manager: ModelManager | None = None) -> PickScore:
     """A single weights file, or the model file inside a local copy of the PickScore_v1 folder (its
     config.json, when present, decides the activation)."""
     config = read_hf_config(path)
     quick_gelu = config.get("vision_config", {}).get("hidden_act") == "quick_gelu"
-    return pickscore_from_state(load_weights(path, "pickscore"), dtype_name, quick_gelu, path)
+    return pickscore_from_state(load_checkpoint(path, "pickscore"), dtype_name, quick_gelu, path, manager)
 
 
-def load_clip_score(path: str, dtype_name: str) -> ClipScore:
-    return clip_score_from_state(load_weights(path, "clip_score"), dtype_name, uses_quick_gelu(path), path)
+def load_clip_score(path: str, dtype_name: str, manager: ModelManager | None = None) -> ClipScore:
+    state = load_checkpoint(path, "clip_score")
+    return clip_score_from_state(state, dtype_name, uses_quick_gelu(path), path, manager)
 
 
 def uses_quick_gelu(path: str) -> bool:

@@ -21,9 +21,10 @@ from torch import nn
 from . import preprocess as pre
 from .aesthetic import HEAD_LINEAR_INDICES, aesthetic_head
 from .base import RewardError
+from .checkpoints import load_checkpoint, require_keys
 from .clip_arch import count_blocks
+from .model_manager import ModelManager
 from .neural import NeuralReward
-from .weights import load_weights, require_keys
 
 # From ImageReward.py: the reward is (mlp(cls) - MEAN) / STD.
 REWARD_MEAN = 0.16717362830052426
@@ -329,14 +330,20 @@ class ImageReward(NeuralReward):
     needs_prompt = True
     expected = EXPECTED
 
-    def __init__(self, model: ImageRewardModel, tokenizer: BlipTokenizer, dtype_name: str) -> None:
+    def __init__(
+        self,
+        model: ImageRewardModel,
+        tokenizer: BlipTokenizer,
+        dtype_name: str,
+        manager: ModelManager | None = None,
+    ) -> None:
         visual = model.blip.visual_encoder
         self.image_size = (
             round((visual.pos_embed.shape[1] - 1) ** 0.5) * visual.patch_embed.proj.kernel_size[0]
         )
         self.width, self.tokens = visual.pos_embed.shape[2], visual.pos_embed.shape[1]
         self.tokenizer = tokenizer
-        super().__init__(model, dtype_name)
+        super().__init__(model, dtype_name, manager=manager)
 
     def bytes_per_image(self) -> int:
         per_layer = self.tokens * self.width * 14 + 16 * self.tokens * self.tokens * 2
@@ -354,13 +361,15 @@ class ImageReward(NeuralReward):
         return module(pixels, input_ids, attention_mask)
 
 
-def imagereward_from_state(state: dict, vocab_path: str, dtype_name: str, path: str = "") -> ImageReward:
+def imagereward_from_state(
+    state: dict, vocab_path: str, dtype_name: str, path: str = "", manager: ModelManager | None = None
+) -> ImageReward:
     model = model_from_state(state, path)
     vocab_size = model.blip.text_encoder.embeddings.word_embeddings.weight.shape[0]
-    return ImageReward(model, BlipTokenizer(vocab_path, vocab_size), dtype_name)
+    return ImageReward(model, BlipTokenizer(vocab_path, vocab_size), dtype_name, manager)
 
 
-def load_imagereward(path: str, dtype_name: str) -> ImageReward:
-    state = load_weights(path, "imagereward")
+def load_imagereward(path: str, dtype_name: str, manager: ModelManager | None = None) -> ImageReward:
+    state = load_checkpoint(path, "imagereward")
     require_keys(state, REQUIRED_KEYS, "imagereward", EXPECTED, path)
-    return imagereward_from_state(state, find_vocab(path), dtype_name, path)
+    return imagereward_from_state(state, find_vocab(path), dtype_name, path, manager)

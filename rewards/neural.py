@@ -1,5 +1,6 @@
-"""What every neural reward shares: a module under ComfyUI's model management, a prompt encoded
-once per call, and images scored in chunks sized from the free memory of the device."""
+"""What every neural reward shares: a module run by a model manager (ComfyUI's, injected by the
+adapter, or plain torch), a prompt encoded once per call, and images scored in chunks sized from the
+free memory of the device."""
 
 from __future__ import annotations
 
@@ -7,32 +8,38 @@ from abc import abstractmethod
 
 import torch
 
-from ..comfy_adapter import models as managed
 from .base import Reward
+from .model_manager import ModelManager, TorchModelManager
 
 
 class NeuralReward(Reward):
     #: Shown in errors, e.g. "an HPSv2 checkpoint (OpenCLIP ViT-H-14)".
     expected: str = "a reward checkpoint"
 
-    def __init__(self, module: torch.nn.Module, dtype_name: str, name: str | None = None) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        dtype_name: str,
+        name: str | None = None,
+        manager: ModelManager | None = None,
+    ) -> None:
         super().__init__()
         if name:
             self.name = name
-        self.dtype = managed.resolve_dtype(dtype_name)
-        self.patcher = managed.manage_module(module, self.dtype)
+        self.manager = manager if manager is not None else TorchModelManager()
+        self.dtype = self.manager.resolve_dtype(dtype_name)
+        self.handle = self.manager.manage(module, self.dtype)
         # Samplers score many batches against one prompt: encode it once, not per call.
         self._prompt_cache: tuple | None = None
 
     def _score(self, images: torch.Tensor, prompt: str) -> torch.Tensor:
-        device = managed.load_for_inference(self.patcher)
-        module = managed.module_of(self.patcher)
-        chunk = managed.safe_chunk_size(device, self.bytes_per_image(), images.shape[0])
+        module, device = self.manager.load(self.handle)
+        chunk = self.manager.chunk_size(device, self.bytes_per_image(), images.shape[0])
         parts = []
         with torch.no_grad():
             context = self.cached_prompt(module, prompt, device)
             for start in range(0, images.shape[0], chunk):
-                managed.throw_if_interrupted()
+                self.manager.check_interrupt()
                 pixels = self.preprocess(images[start : start + chunk].to(device))
                 parts.append(self.score_pixels(module, pixels.to(self.dtype), context).float().cpu())
         return torch.cat(parts)

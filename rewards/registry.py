@@ -1,30 +1,39 @@
-"""Which rewards exist, what each needs, and how to build one from the rewards model folder."""
+"""Which rewards exist, what each needs, and how to build one from its checkpoint file.
+
+    reward = build_reward("hpsv2", "/models/HPS_v2_compressed.pt", device="cuda:0")
+
+builds a reward outside ComfyUI (plain torch on that device); the Reward Loader node builds the same
+rewards with ComfyUI's model manager instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from .base import Reward, RewardError
 from .colorfulness import Colorfulness
 from .jpeg import JpegCompressibility
+from .model_manager import DTYPE_NAMES, ModelManager, TorchModelManager
 from .sharpness import Sharpness
 
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+#: What build_reward gives a spec: checkpoint path (None for weight-free rewards), dtype name,
+#: companion path (None when unused) and the model manager.
+Builder = Callable[[str | None, str, str | None, ModelManager], Reward]
 
 
 @dataclass(frozen=True)
 class RewardSpec:
     name: str
     description: str
-    #: Builds the reward from a full weights path (None for weight-free rewards) and a dtype name.
-    build: Callable[[str | None, str], Reward]
-    needs_weights: bool = False
+    build: Builder
+    needs_checkpoint: bool = False
     needs_prompt: bool = False
     #: Suggested file name, shown in errors when no file was chosen.
     expected_file: str = ""
-    #: What the optional second file (Reward Loader's companion_file) is for; "" when unused.
-    #: Rewards that use it are built as build(path, dtype, companion_path).
+    #: What the optional second file (a companion checkpoint) is for; "" when unused.
     companion: str = ""
 
 
@@ -39,21 +48,21 @@ register(
     RewardSpec(
         name="jpeg_compressibility",
         description="-(JPEG kilobytes) at quality 95; no weights. Higher means a simpler image.",
-        build=lambda path, dtype: JpegCompressibility(),
+        build=lambda path, dtype, companion, manager: JpegCompressibility(),
     )
 )
 register(
     RewardSpec(
         name="colorfulness",
         description="Hasler-Suesstrunk colourfulness; no weights. Conflicts with JPEG compressibility.",
-        build=lambda path, dtype: Colorfulness(),
+        build=lambda path, dtype, companion, manager: Colorfulness(),
     )
 )
 register(
     RewardSpec(
         name="sharpness",
         description="Variance of the Laplacian (fine detail); no weights. Conflicts with JPEG compressibility.",
-        build=lambda path, dtype: Sharpness(),
+        build=lambda path, dtype, companion, manager: Sharpness(),
     )
 )
 
@@ -62,37 +71,37 @@ register(
 # rewards stays cheap.
 
 
-def _build_laion_aesthetic(path, dtype, companion_path=None):
+def _build_laion_aesthetic(path, dtype, companion_path, manager):
     from .aesthetic import load_laion_aesthetic
 
-    return load_laion_aesthetic(path, dtype, companion_path)
+    return load_laion_aesthetic(path, dtype, companion_path, manager)
 
 
 def _build_hpsv2(name):
-    def build(path, dtype, companion_path=None):
+    def build(path, dtype, companion_path, manager):
         from .clip_rewards import load_hpsv2
 
-        return load_hpsv2(path, dtype, name)
+        return load_hpsv2(path, dtype, name, manager)
 
     return build
 
 
-def _build_pickscore(path, dtype, companion_path=None):
+def _build_pickscore(path, dtype, companion_path, manager):
     from .clip_rewards import load_pickscore
 
-    return load_pickscore(path, dtype)
+    return load_pickscore(path, dtype, manager)
 
 
-def _build_imagereward(path, dtype, companion_path=None):
+def _build_imagereward(path, dtype, companion_path, manager):
     from .imagereward import load_imagereward
 
-    return load_imagereward(path, dtype)
+    return load_imagereward(path, dtype, manager)
 
 
-def _build_clip_score(path, dtype, companion_path=None):
+def _build_clip_score(path, dtype, companion_path, manager):
     from .clip_rewards import load_clip_score
 
-    return load_clip_score(path, dtype)
+    return load_clip_score(path, dtype, manager)
 
 
 register(
@@ -101,7 +110,7 @@ register(
         description="LAION improved aesthetic predictor on CLIP ViT-L/14 (about 1-10). Head file + the CLIP "
         "tower in companion_file (or one combined file).",
         build=_build_laion_aesthetic,
-        needs_weights=True,
+        needs_checkpoint=True,
         expected_file="sac+logos+ava1-l14-linearMSE.pth",
         companion="the CLIP ViT-L/14 image tower (e.g. clip-vit-large-patch14 model.safetensors)",
     )
@@ -113,7 +122,7 @@ for _name, _file in (("hpsv2", "HPS_v2_compressed.pt"), ("hpsv2.1", "HPS_v2.1_co
             description=f"Human Preference Score {_name[3:]} ({_file}, OpenCLIP ViT-H-14): image-prompt cosine, "
             "about 0.2-0.35.",
             build=_build_hpsv2(_name),
-            needs_weights=True,
+            needs_checkpoint=True,
             needs_prompt=True,
             expected_file=_file,
         )
@@ -124,7 +133,7 @@ register(
         description="PickScore_v1 (CLIP-H): logit-scaled image-prompt similarity, about 18-23. A single file "
         "or the model file inside a PickScore_v1 folder.",
         build=_build_pickscore,
-        needs_weights=True,
+        needs_checkpoint=True,
         needs_prompt=True,
         expected_file="PickScore_v1/model.safetensors",
     )
@@ -134,7 +143,7 @@ register(
         name="imagereward",
         description="ImageReward (BLIP), about -2 to 2; needs bert-base-uncased vocab.txt next to the weights.",
         build=_build_imagereward,
-        needs_weights=True,
+        needs_checkpoint=True,
         needs_prompt=True,
         expected_file="ImageReward/ImageReward.pt",
     )
@@ -144,7 +153,7 @@ register(
         name="clip_score",
         description="CLIP score, 100 * max(cosine, 0), with any OpenCLIP/OpenAI/Hugging Face CLIP checkpoint.",
         build=_build_clip_score,
-        needs_weights=True,
+        needs_checkpoint=True,
         needs_prompt=True,
         expected_file="open_clip_model.safetensors",
     )
@@ -161,3 +170,29 @@ def get_spec(name: str) -> RewardSpec:
     except KeyError:
         allowed = ", ".join(REWARDS)
         raise RewardError(f"reward_name: unknown reward '{name}'; allowed: {allowed}") from None
+
+
+def build_reward(
+    name: str,
+    path: str | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: str = "auto",
+    companion_path: str | None = None,
+    manager: ModelManager | None = None,
+) -> Reward:
+    """The reward `name` (see reward_names()) from its checkpoint file, ready to score.
+
+    Neural rewards run on `device` in plain torch unless a model manager is given (ComfyUI's, from
+    the adapter); weight-free rewards ignore path, device and dtype. `companion_path` is the second
+    file some rewards take (RewardSpec.companion says which).
+    """
+    spec = get_spec(name)
+    if spec.needs_checkpoint and not path:
+        raise RewardError(
+            f"reward '{name}' needs a checkpoint file (e.g. {spec.expected_file}); none was given"
+        )
+    if dtype not in DTYPE_NAMES:
+        raise RewardError(f"dtype: unknown choice '{dtype}'; allowed: {', '.join(DTYPE_NAMES)}")
+    manager = manager if manager is not None else TorchModelManager(device)
+    return spec.build(path, dtype, companion_path if spec.companion else None, manager)

@@ -73,7 +73,7 @@ def png_base64(image: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-class RemoteReward(Reward):
+class RemoteHttpReward(Reward):
     name = "remote_http"
 
     def __init__(self, settings: RemoteSettings) -> None:

@@ -52,10 +52,28 @@ class EmptyImages:
         return (torch.zeros(0, 64, 64, 3),)
 
 
+class ImagesFromFile:
+    """An IMAGE batch saved by a test (safetensors, key "images"), so a graph scores exactly it."""
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "load"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"path": ("STRING", {"default": ""})}}
+
+    def load(self, path):
+        from safetensors.torch import load_file
+
+        return (load_file(path)["images"],)
+
+
 TEST_NODES = {
     "MultiRewardTest_TinySD15": TinySD15,
     "MultiRewardTest_TinyFlow": TinyFlow,
     "MultiRewardTest_EmptyImages": EmptyImages,
+    "MultiRewardTest_Images": ImagesFromFile,
 }
 NODE_CLASS_MAPPINGS = TEST_NODES
 

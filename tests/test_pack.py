@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import harness
+import pytest
 
 
 def test_pack_registers_its_nodes(comfy):
@@ -63,7 +64,9 @@ def test_importing_the_pack_loads_no_model_and_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-def test_sampling_maths_never_imports_comfyui():
+@pytest.mark.parametrize("package", ["sampling_math", "rewards", "plots"])
+def test_maths_rewards_and_plots_never_import_comfyui(package):
+    """Every module of the package imports in a Python without ComfyUI on its path."""
     code = textwrap.dedent(
         f"""
         import importlib, importlib.util, pkgutil, sys
@@ -72,9 +75,9 @@ def test_sampling_maths_never_imports_comfyui():
             submodule_search_locations=[{str(harness.PACK_ROOT)!r}])
         sys.modules["pack"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules["pack"])
-        import pack.sampling_math as maths
-        for info in pkgutil.iter_modules(maths.__path__):
-            importlib.import_module("pack.sampling_math." + info.name)
+        package = importlib.import_module("pack.{package}")
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module("pack.{package}." + info.name)
         print([m for m in sys.modules if m == "comfy" or m.startswith(("comfy.", "folder_paths", "nodes"))])
         """
     )

@@ -31,10 +31,10 @@ def serve():
 
 
 def remote(url, **settings):
-    from multireward.rewards.remote import RemoteReward, RemoteSettings
+    from multireward.rewards.remote import RemoteHttpReward, RemoteSettings
 
     defaults = {"batch_size": 3, "timeout_s": 5.0, "retries": 2, "backoff_s": 0.01, "max_concurrent": 2}
-    return RemoteReward(RemoteSettings(url=url, **{**defaults, **settings}))
+    return RemoteHttpReward(RemoteSettings(url=url, **{**defaults, **settings}))
 
 
 IMAGES = as_comfy_images(random_uint8_images(7, 16, 16, seed=3))

@@ -157,12 +157,12 @@ def sd_checkpoint_like_state() -> dict:
 )
 def test_a_stable_diffusion_checkpoint_chosen_as_a_reward_names_the_mismatch(comfy, name):
     from multireward.rewards.base import RewardError
-    from multireward.rewards.registry import get_spec
+    from multireward.rewards.registry import build_reward
 
     path = comfy.models_dir("rewards") / "not_a_reward_sd15.safetensors"
     save_file(sd_checkpoint_like_state(), path)
     with pytest.raises(RewardError, match=r"is not .* it looks like a Stable Diffusion checkpoint") as error:
-        get_spec(name).build(str(path), "fp32")
+        build_reward(name, str(path), dtype="fp32")
     assert "not_a_reward_sd15.safetensors" in str(error.value) and name in str(error.value)
 
 
@@ -191,12 +191,12 @@ class NotAWeight:
 
 def test_a_pickle_that_needs_more_than_weights_only_is_refused(comfy):
     from multireward.rewards.base import RewardError
-    from multireward.rewards.registry import get_spec
+    from multireward.rewards.registry import build_reward
 
     path = comfy.models_dir("rewards") / "needs_code.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "config": NotAWeight()}, path)
     with pytest.raises(RewardError, match=r"refused to load 'needs_code.pt'.*weights_only=True"):
-        get_spec("hpsv2").build(str(path), "fp32")
+        build_reward("hpsv2", str(path), dtype="fp32")
 
 
 def test_a_tower_of_the_wrong_width_for_the_aesthetic_head_is_named(comfy):
@@ -216,14 +216,14 @@ def test_a_tower_of_the_wrong_width_for_the_aesthetic_head_is_named(comfy):
 
 def test_aesthetic_head_without_a_tower_asks_for_the_companion_file(comfy):
     from multireward.rewards.base import RewardError
-    from multireward.rewards.registry import get_spec
+    from multireward.rewards.registry import build_reward
 
     path = comfy.models_dir("rewards") / "head_only.safetensors"
     sizes = [(768, 1024), (1024, 128), (128, 64), (64, 16), (16, 1)]
     head = {f"layers.{i}.weight": torch.zeros(o, n) for i, (n, o) in zip((0, 2, 4, 6, 7), sizes, strict=True)}
     save_file(head | {k.replace("weight", "bias"): torch.zeros(v.shape[0]) for k, v in head.items()}, path)
     with pytest.raises(RewardError, match="companion_file"):
-        get_spec("laion_aesthetic").build(str(path), "fp32")
+        build_reward("laion_aesthetic", str(path), dtype="fp32")
 
 
 def test_imagereward_without_its_vocabulary_names_the_folder(comfy, tmp_path):
@@ -237,14 +237,14 @@ def test_imagereward_without_its_vocabulary_names_the_folder(comfy, tmp_path):
 # ---- bad inputs to a neural reward --------------------------------------------------------------
 
 
-def tiny_hps_reward(comfy, corrupt: bool = False):
+def tiny_hps_reward(comfy, corrupt: bool = False, manager=None):
     from multireward.rewards.clip_rewards import hpsv2_from_state
 
     model, _, _ = hps_tiny_model_and_transform()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     if corrupt:
         state["visual.proj"].fill_(float("nan"))
-    return hpsv2_from_state(state, "fp32")
+    return hpsv2_from_state(state, "fp32", manager=manager)
 
 
 def test_an_empty_prompt_is_refused_by_prompt_based_rewards(comfy):
@@ -265,26 +265,31 @@ def test_nan_scores_from_a_neural_reward_name_it(comfy):
         tiny_hps_reward(comfy, corrupt=True).score(torch.rand(2, 32, 32, 3), "a cat")
 
 
-def test_chunked_scoring_equals_one_batch(comfy, monkeypatch):
-    from multireward.comfy_adapter import models
+@pytest.mark.parametrize("host", ["comfy", "torch"])
+def test_chunked_scoring_equals_one_batch(comfy, monkeypatch, host):
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
+    from multireward.rewards import model_manager
 
-    reward = tiny_hps_reward(comfy)
+    manager = ComfyModelManager() if host == "comfy" else model_manager.TorchModelManager("cpu")
+    reward = tiny_hps_reward(comfy, manager=manager)
     images = as_comfy_images(random_uint8_images(5, 32, 32, seed=21))
     whole = reward.score(images, "a cat")
-    monkeypatch.setattr(models, "MAX_CHUNK", 2)
+    monkeypatch.setattr(model_manager, "MAX_CHUNK", 2)
     assert reward.score(images, "a cat").tolist() == pytest.approx(whole.tolist(), abs=1e-5)
-    assert models.safe_chunk_size(torch.device("cpu"), 10**15, 8) == 1  # huge images: one at a time
+    assert manager.chunk_size(torch.device("cpu"), 10**15, 8) == 1  # huge images: one at a time
 
 
 def test_dtype_auto_is_fp32_on_cpu_and_the_module_is_managed_by_comfy(comfy):
     import comfy.model_management
     import comfy.model_patcher
 
-    reward = tiny_hps_reward(comfy)
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
+
+    reward = tiny_hps_reward(comfy, manager=ComfyModelManager())
     assert reward.dtype == torch.float32
-    assert isinstance(reward.patcher, comfy.model_patcher.ModelPatcher)
+    assert isinstance(reward.handle, comfy.model_patcher.ModelPatcher)
     reward.score(torch.rand(1, 32, 32, 3), "a cat")
-    assert any(loaded.model is reward.patcher for loaded in comfy.model_management.current_loaded_models)
+    assert any(loaded.model is reward.handle for loaded in comfy.model_management.current_loaded_models)
 
 
 @pytest.mark.parametrize("dtype_name", ["fp16", "bf16"])
@@ -298,3 +303,61 @@ def test_half_precision_scores_stay_close_to_fp32(comfy, dtype_name):
     half = hpsv2_from_state(state, dtype_name)
     assert half.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     assert half.score(images, "a cat").tolist() == pytest.approx(full.tolist(), abs=0.05)
+
+
+# ---- outside ComfyUI --------------------------------------------------------------------------------
+
+
+def test_a_reward_built_outside_comfyui_scores_as_the_reward_loader_does(comfy, tmp_path):
+    """build_reward by registry name, file path and device in a Python without ComfyUI on its path
+    (as a Ray Serve replica would) gives the scores of Reward Loader + Reward Score in ComfyUI."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    from harness import PACK_ROOT
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from reward_references import TINY_EMBED, TINY_TEXT, TINY_VISION, randomize
+
+    model = CLIP(TINY_EMBED, CLIPVisionCfg(**TINY_VISION, head_width=64), CLIPTextCfg(**TINY_TEXT))
+    randomize(model, seed=3)
+    path = comfy.models_dir("rewards") / "outside_comfy_clip.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    images = as_comfy_images(random_uint8_images(3, 32, 32, seed=4))
+    save_file({"images": images}, tmp_path / "images.safetensors")
+
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(PACK_ROOT)!r})
+        from safetensors.torch import load_file
+        from rewards.registry import build_reward
+        reward = build_reward("clip_score", {str(path)!r}, device="cpu", dtype="fp32")
+        images = load_file({str(tmp_path / "images.safetensors")!r})["images"]
+        scores = reward.score(images, "a red fox").tolist()
+        comfy = [m for m in sys.modules if m.split(".")[0] in ("comfy", "folder_paths", "comfy_api")]
+        print(json.dumps({{"scores": scores, "comfy_modules": comfy}}))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    outside = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outside["comfy_modules"] == []
+
+    graph = {
+        "1": {
+            "class_type": "MultiRewardTest_Images",
+            "inputs": {"path": str(tmp_path / "images.safetensors")},
+        },
+        "2": {
+            "class_type": "MultiReward_RewardLoader",
+            "inputs": {"reward_name": "clip_score", "weights_file": path.name, "dtype": "fp32"},
+        },
+        "3": {
+            "class_type": "MultiReward_RewardScore",
+            "inputs": {"images": ["1", 0], "reward": ["2", 0], "prompt": "a red fox"},
+        },
+    }
+    inside = comfy.run(graph).output_list("3", 0)
+    assert outside["scores"] == pytest.approx(inside, abs=1e-5)

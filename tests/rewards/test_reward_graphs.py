@@ -89,7 +89,8 @@ def scoring_graph(image_name: str, loaders: list[dict], prompt: str) -> dict:
 
 
 def test_every_neural_reward_scores_through_the_loader_in_a_graph(comfy, reward_files, input_images):
-    from multireward.rewards.registry import get_spec
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
+    from multireward.rewards.registry import build_reward
 
     image = np.asarray(Image.open(f"{comfy.folder_paths.get_input_directory()}/{input_images[0]}"))
     batch = torch.from_numpy(image.copy()).float().unsqueeze(0) / 255.0
@@ -100,10 +101,14 @@ def test_every_neural_reward_scores_through_the_loader_in_a_graph(comfy, reward_
         )
         scores = result.output_list("score", 0)
         folder = comfy.models_dir("rewards")
-        arguments = [str(folder / reward_files[name]), "fp32"]
-        if name == "laion_aesthetic":
-            arguments.append(str(folder / companion))
-        direct = get_spec(name).build(*arguments)
+        companion_path = str(folder / companion) if name == "laion_aesthetic" else None
+        direct = build_reward(
+            name,
+            str(folder / reward_files[name]),
+            dtype="fp32",
+            companion_path=companion_path,
+            manager=ComfyModelManager(),
+        )
         assert scores == pytest.approx(direct.score(batch, PROMPT).tolist(), abs=1e-5), name
 
 

@@ -29,12 +29,11 @@ TOLERANCE = 1e-4
 
 
 def build(name: str, path, companion=None):
-    from multireward.rewards.registry import get_spec
+    from multireward.comfy_adapter.reward_models import ComfyModelManager
+    from multireward.rewards.registry import build_reward
 
-    spec = get_spec(name)
-    if companion is not None:
-        return spec.build(str(path), "fp32", str(companion))
-    return spec.build(str(path), "fp32")
+    companion = str(companion) if companion is not None else None
+    return build_reward(name, str(path), dtype="fp32", companion_path=companion, manager=ComfyModelManager())
 
 
 def contiguous(state: dict) -> dict:

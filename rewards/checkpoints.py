@@ -1,4 +1,4 @@
-"""Reading reward weight files safely, and telling the user when a file is the wrong kind.
+"""Reading reward checkpoint files safely, and telling the user when a file is the wrong kind.
 
 safetensors is preferred. `.pt`/`.pth`/`.bin`/`.ckpt` files are read only through
 `torch.load(weights_only=True)`, which cannot run code hidden in a pickle; a file that needs more
@@ -21,10 +21,10 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def load_weights(path: str, reward_label: str) -> dict[str, torch.Tensor]:
-    """All tensors of a weights file as a flat {key: tensor} dict on the CPU."""
+def load_checkpoint(path: str, reward_label: str) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint file as a flat {key: tensor} dict on the CPU."""
     if not os.path.isfile(path):
-        raise RewardError(f"reward '{reward_label}': weights file '{path}' does not exist")
+        raise RewardError(f"reward '{reward_label}': checkpoint file '{path}' does not exist")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".safetensors":
         state = _load_safetensors(path, reward_label)
@@ -122,8 +122,8 @@ def require_keys(
     missing = [key for key in required if key not in state]
     if not missing:
         return
-    where = f"'{os.path.basename(path)}'" if path else "the weights"
+    where = f"'{os.path.basename(path)}'" if path else "the checkpoint"
     raise RewardError(
         f"reward '{reward_label}': {where} is not {expected}: it looks like {describe_layout(state)}; "
-        f"missing keys such as {', '.join(missing[:3])}. Choose the right file in weights_file."
+        f"missing keys such as {', '.join(missing[:3])}. Choose the reward's own checkpoint file."
     )
