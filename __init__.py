@@ -8,7 +8,7 @@ WEB_DIRECTORY = "./js"
 
 
 async def comfy_entrypoint():
-    from .nodes import MultirewardExtension
+    from .pack_nodes import MultirewardExtension
 
     return MultirewardExtension()
 

@@ -74,7 +74,8 @@ def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
 def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
     """MODEL per method, built through the pack's node classes (and the stock LoraLoader)."""
     import nodes
-    from multireward.nodes import blend
+
+    from multireward.pack_nodes import blend
 
     base = model.patcher
 

@@ -237,8 +237,8 @@ def sample_with_ksampler(
     model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise
 ):
     """Sample as the stock KSampler node does (noise, preview callback, progress) with `model`."""
-    import nodes
+    import nodes as comfy_nodes  # ComfyUI's nodes.py
 
-    return nodes.common_ksampler(
+    return comfy_nodes.common_ksampler(
         model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=denoise
     )[0]

@@ -355,7 +355,7 @@ class SRSoupPanel {
         this.refresh(true);
     }
 
-    // From the node's executed message (ui text = nodes/srsoup.py summary()).
+    // From the node's executed message (ui text = pack_nodes/srsoup.py summary()).
     executed(message) {
         const text = (message?.text ?? []).join("\n");
         const queries = /reward queries: (\d+) \(weighted sum: (\d+)/.exec(text);

@@ -141,7 +141,6 @@ class ComfyHost:
         self.base_dir = prepare_comfy_imports()
         put_comfyui_first_on_path()
         import folder_paths
-
         import nodes
 
         self.nodes = nodes

@@ -74,9 +74,8 @@ def _reference_latent(host, coefficients: dict[str, float], with_base: bool, **g
     """Sample with D = D_pre + sum_i c_i (D_i - D_pre) (or sum_i c_i D_i), computed in this test
     from independent model copies, through the stock KSampler code path."""
     import comfy.samplers
-    import tiny_models
-
     import nodes
+    import tiny_models
 
     graph = sampling_graph({}, BASE, **graph_options)
     result = host.run(graph)

@@ -68,11 +68,11 @@ def test_a_sampling_run_leaves_the_shared_model_untouched(comfy, blend_loras):
 
 
 def test_on_a_cpu_host_a_second_run_of_the_same_model_merges_nothing(comfy, blend_loras, monkeypatch):
+    import nodes
     import tiny_models
 
     import multireward.comfy_adapter.lora as lora_adapter
-    import nodes
-    from multireward.nodes.blend import DiffusionBlend
+    from multireward.pack_nodes.blend import DiffusionBlend
 
     merges = []
     original = lora_adapter.merged_weight
