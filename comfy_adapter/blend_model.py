@@ -231,14 +231,3 @@ def _blended_evaluation(plan: BlendPlan, run: BlendRun, model_patcher, args, eva
             )
         )
     return blended
-
-
-def sample_with_ksampler(
-    model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise
-):
-    """Sample as the stock KSampler node does (noise, preview callback, progress) with `model`."""
-    import nodes as comfy_nodes  # ComfyUI's nodes.py
-
-    return comfy_nodes.common_ksampler(
-        model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise=denoise
-    )[0]

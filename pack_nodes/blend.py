@@ -11,8 +11,9 @@ import math
 
 from comfy_api.latest import io
 
-from ..comfy_adapter.blend_model import BlendSpec, StochasticSpec, patch_model, sample_with_ksampler
+from ..comfy_adapter.blend_model import BlendSpec, StochasticSpec, patch_model
 from ..comfy_adapter.lora import NO_LORA, load_lora_variant, lora_files
+from ..comfy_adapter.sampling import sample_with_ksampler, sampler_names, scheduler_names
 from ..sampling_math.blend import (
     BlendInputError,
     is_on_simplex,
@@ -177,8 +178,6 @@ class DiffusionBlend(io.ComfyNode):
 class DiffusionBlendSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        import comfy.samplers
-
         return io.Schema(
             node_id="MultiReward_DiffusionBlendSampler",
             display_name="Diffusion Blend (DB-MPA) Sampler",
@@ -193,8 +192,8 @@ class DiffusionBlendSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("steps", default=20, min=1, max=10000),
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS),
+                io.Combo.Input("sampler_name", options=sampler_names()),
+                io.Combo.Input("scheduler", options=scheduler_names()),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01),
                 *_lora_slot_inputs(weight_min=-10.0, weight_tooltip=DB_WEIGHT_TOOLTIP),
                 *_blend_option_inputs(),
