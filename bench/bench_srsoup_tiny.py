@@ -24,24 +24,31 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int):
-    import comfy.sample
-    import comfy.samplers
+    import comfy.utils
 
-    from multireward.comfy_adapter.guidance import RewardPanel, SRSoupSampler
+    from multireward.comfy_adapter.srsoup import sample_front
 
-    sampler = SRSoupSampler(RewardPanel(rewards, vae, ""), settings)
+    comfy.utils.PROGRESS_BAR_ENABLED = False
     positive = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox in snow"))
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    latent = torch.zeros(1, 4, size // 8, size // 8)
-    noise = comfy.sample.prepare_noise(latent, seed)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(4.0)
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps).cpu()
+    latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
     started = time.perf_counter()
     with torch.inference_mode():
-        guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
-    return sampler.last_run, time.perf_counter() - started
+        _, report = sample_front(
+            model,
+            positive,
+            negative,
+            latent,
+            vae,
+            rewards,
+            "",
+            settings,
+            seed=seed,
+            steps=steps,
+            cfg=4.0,
+            scheduler="normal",
+        )
+    return report, time.perf_counter() - started
 
 
 def main() -> int:
@@ -93,17 +100,19 @@ def main() -> int:
             runs[(mode, k, correction)] = run_once(
                 model, clip, vae, rewards, settings, args.steps, seed, args.size
             )
-        everything = torch.cat([run.final_scores for run, _ in runs.values()])
-        reference = default_reference(everything)
-        baseline = runs[("weighted_sum", 0, default)][0].final_scores
-        for key, (run, seconds) in runs.items():
+        scores = {
+            key: torch.tensor(report["scores"], dtype=torch.float64) for key, (report, _) in runs.items()
+        }
+        reference = default_reference(torch.cat(list(scores.values())))
+        baseline = scores[("weighted_sum", 0, default)]
+        for key, (report, seconds) in runs.items():
             rows[key].append(
                 (
-                    run.ledger.queries,
-                    run.ledger.lookahead_passes,
+                    report["queries"],
+                    report["lookahead_passes"],
                     seconds,
-                    hypervolume(run.final_scores, reference),
-                    float(per_weight_bias(run.final_scores, baseline).max()),
+                    hypervolume(scores[key], reference),
+                    float(per_weight_bias(scores[key], baseline).max()),
                 )
             )
     ws = rows[("weighted_sum", 0, default)]

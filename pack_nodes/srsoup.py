@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 
-import comfy.model_management
-import comfy.sample
-import comfy.samplers
-import comfy.utils
-import latent_preview
 from comfy_api.latest import io, ui
 
-from ..comfy_adapter.guidance import RewardPanel, SRSoupSampler, patcher_is_flow
+from ..comfy_adapter.sampling import scheduler_names
+from ..comfy_adapter.srsoup import SRSoupSampler, make_sampler, sample_front
 from ..rewards.scoring import connected_rewards
-from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings, validate_settings
-from ..sampling_math.report import guided_report
+from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings
 from ..sampling_math.search_gradient import CORRECTIONS
 from ..sampling_math.weights import resolve_weights
 from .rewards import PROMPT_TOOLTIP
@@ -104,8 +99,8 @@ def guidance_inputs() -> list:
     ]
 
 
-def build_sampler(vae, options: dict) -> SRSoupSampler:
-    """The SRSoup SAMPLER for a node's guidance inputs (see guidance_inputs), checked up front."""
+def guidance_request(options: dict) -> tuple[list, str, GuidanceSettings]:
+    """(rewards, prompt, settings) of a node's guidance inputs (see guidance_inputs), checked up front."""
     rewards = connected_rewards(options)
     prompt = options.get("prompt") or ""
     for reward in rewards:
@@ -123,22 +118,7 @@ def build_sampler(vae, options: dict) -> SRSoupSampler:
         correction=options["correction"],
         seed=options["guidance_seed"],
     )
-    return SRSoupSampler(RewardPanel(rewards, vae, prompt), settings)
-
-
-def run_report(sampler: SRSoupSampler) -> dict:
-    run = sampler.last_run
-    if run is None:
-        raise GuidanceError("sampler: this SRSoup sampler has not run yet; connect the sampled LATENT too")
-    return guided_report(
-        run.settings,
-        run.ledger,
-        run.final_scores,
-        run.reward_names,
-        reward_images_seen=run.images_seen,
-        flow_model=run.flow,
-        seconds=round(run.seconds, 3),
-    )
+    return rewards, prompt, settings
 
 
 class SRSoupKSampler(io.ComfyNode):
@@ -171,7 +151,7 @@ class SRSoupKSampler(io.ComfyNode):
                 ),
                 io.Int.Input("steps", default=50, min=1, max=10000),
                 io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal"),
+                io.Combo.Input("scheduler", options=scheduler_names(), default="normal"),
                 *[i for i in guidance_inputs() if i.id != "guidance_seed"],
             ],
             outputs=[
@@ -190,40 +170,28 @@ class SRSoupKSampler(io.ComfyNode):
     def execute(
         cls, model, positive, negative, latent_image, vae, seed, steps, cfg, scheduler, **options
     ) -> io.NodeOutput:
-        latent = latent_image["samples"]
-        if latent.shape[0] != 1:
+        batch = latent_image["samples"].shape[0]
+        if batch != 1:
             raise GuidanceError(
                 f"latent_image: SRSoup makes all its images from one latent; got a batch of "
-                f"{latent.shape[0]}. Use a batch of 1 (e.g. Latent From Batch)."
+                f"{batch}. Use a batch of 1 (e.g. Latent From Batch)."
             )
-        sampler = build_sampler(vae, {**options, "guidance_seed": seed})
-        sigmas = comfy.samplers.calculate_sigmas(
-            model.get_model_object("model_sampling"), scheduler, steps
-        ).cpu()
-        validate_settings(sampler.settings, sigmas, patcher_is_flow(model))  # before any model work
-
-        latent = comfy.sample.fix_empty_latent_channels(model, latent)
-        noise = comfy.sample.prepare_noise(latent, seed)
-        guider = comfy.samplers.CFGGuider(model)
-        guider.set_conds(positive, negative)
-        guider.set_cfg(cfg)
-        callback = latent_preview.prepare_callback(model, steps)
-        samples = guider.sample(
-            noise,
-            latent,
-            sampler,
-            sigmas,
-            callback=callback,
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        rewards, prompt, settings = guidance_request({**options, "guidance_seed": seed})
+        latents, report = sample_front(
+            model,
+            positive,
+            negative,
+            latent_image,
+            vae,
+            rewards,
+            prompt,
+            settings,
             seed=seed,
+            steps=steps,
+            cfg=cfg,
+            scheduler=scheduler,
         )
-        report = run_report(sampler)
-        text = json.dumps(report)
-        return io.NodeOutput(
-            {"samples": samples.to(comfy.model_management.intermediate_device())},
-            text,
-            ui=ui.PreviewText(summary(report)),
-        )
+        return io.NodeOutput(latents, json.dumps(report), ui=ui.PreviewText(summary(report)))
 
 
 class SRSoupSamplerNode(io.ComfyNode):
@@ -245,7 +213,7 @@ class SRSoupSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, **options) -> io.NodeOutput:
-        return io.NodeOutput(build_sampler(vae, options))
+        return io.NodeOutput(make_sampler(vae, *guidance_request(options)))
 
 
 class SRSoupReport(io.ComfyNode):
@@ -270,7 +238,11 @@ class SRSoupReport(io.ComfyNode):
     def execute(cls, sampler, samples) -> io.NodeOutput:
         if not isinstance(sampler, SRSoupSampler):
             raise GuidanceError("sampler: connect the SAMPLER of an SRSoup Sampler node")
-        report = run_report(sampler)
+        if sampler.last_run is None:
+            raise GuidanceError(
+                "sampler: this SRSoup sampler has not run yet; connect the sampled LATENT too"
+            )
+        report = sampler.last_run.report()
         return io.NodeOutput(json.dumps(report), ui=ui.PreviewText(summary(report)))
 
     @classmethod

@@ -69,11 +69,38 @@ class ImagesFromFile:
         return (load_file(path)["images"],)
 
 
+#: Every image batch a RecordingReward scored, in order (tests clear it before a run).
+RECORDED_IMAGES: list = []
+
+
+class RecordingReward:
+    """A colorfulness REWARD that keeps a copy of every image batch it is asked to score."""
+
+    RETURN_TYPES = ("MULTIREWARD_REWARD",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def make(self):
+        from multireward.rewards.colorfulness import Colorfulness
+
+        class Recording(Colorfulness):
+            def _score(self, images, prompt):
+                RECORDED_IMAGES.append(images.clone())
+                return super()._score(images, prompt)
+
+        return (Recording(),)
+
+
 TEST_NODES = {
     "MultiRewardTest_TinySD15": TinySD15,
     "MultiRewardTest_TinyFlow": TinyFlow,
     "MultiRewardTest_EmptyImages": EmptyImages,
     "MultiRewardTest_Images": ImagesFromFile,
+    "MultiRewardTest_RecordingReward": RecordingReward,
 }
 NODE_CLASS_MAPPINGS = TEST_NODES
 

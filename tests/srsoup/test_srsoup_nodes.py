@@ -159,3 +159,73 @@ def test_no_reward_connected_is_refused_naming_the_input(comfy):
     result = comfy.run(graph, expect_success=False)
     errors = result.error["node_errors"]["7"]["errors"]
     assert any(error["extra_info"].get("input_name") == "reward" for error in errors), errors
+
+
+# ---- inpainting: the latent's noise_mask is honoured as ComfyUI's own samplers honour it ----------
+
+
+def with_masked_latent(graph: dict, repaint_left_half: bool) -> dict:
+    """Node 4 becomes the tiny VAE's encoding of a coloured 64x64 image with a noise mask that
+    repaints its left half, or nothing at all."""
+    graph["20"] = {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x3366CC},
+    }
+    graph["21"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["20", 0], "vae": ["1", 2]}}
+    graph["22"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}
+    mask = ["22", 0]
+    if repaint_left_half:
+        graph["23"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 64}}
+        graph["24"] = {
+            "class_type": "MaskComposite",
+            "inputs": {"destination": ["22", 0], "source": ["23", 0], "x": 0, "y": 0, "operation": "add"},
+        }
+        mask = ["24", 0]
+    graph["4"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["21", 0], "mask": mask}}
+    graph["25"] = {"class_type": "VAEDecode", "inputs": {"samples": ["21", 0], "vae": ["1", 2]}}
+    graph["26"] = {"class_type": "PreviewImage", "inputs": {"images": ["25", 0]}}
+    return graph
+
+
+def test_a_masked_latent_keeps_its_unmasked_region_as_the_stock_ksampler_does(comfy):
+    from comfy.utils import reshape_mask
+
+    graph = with_masked_latent(srsoup_graph(), repaint_left_half=True)
+    sampler = graph["7"]["inputs"]
+    graph["30"] = {
+        "class_type": "KSampler",
+        "inputs": {
+            **{key: sampler[key] for key in ("model", "positive", "negative", "seed", "steps", "cfg")},
+            "sampler_name": "euler_ancestral",
+            "scheduler": sampler["scheduler"],
+            "latent_image": ["4", 0],
+            "denoise": 1.0,
+        },
+    }
+    graph["31"] = {"class_type": "SaveLatent", "inputs": {"samples": ["30", 0], "filename_prefix": "stock"}}
+    result = comfy.run(graph)
+    chains = result.output("7", 0)["samples"]
+    stock = result.output("30", 0)["samples"]
+    latent = result.output("21", 0)["samples"]
+    keep = reshape_mask(result.output("24", 0), latent.shape)[0] == 0
+    assert keep.any() and (~keep).any()
+    for chain in chains:
+        assert torch.allclose(chain[keep], latent[0][keep], atol=1e-5)
+        assert torch.allclose(chain[keep], stock[0][keep], atol=1e-5)
+        assert (chain - latent[0])[~keep].abs().max() > 0.1  # the masked half was repainted
+
+
+def test_the_rewards_judge_the_composed_image(comfy):
+    """With nothing to repaint, every look-ahead and final image the rewards see is the input
+    latent's own image (the stock VAE Decode of it)."""
+    import test_nodes
+
+    graph = with_masked_latent(srsoup_graph(), repaint_left_half=False)
+    graph["5"] = {"class_type": "MultiRewardTest_RecordingReward", "inputs": {}}
+    test_nodes.RECORDED_IMAGES.clear()
+    result = comfy.run(graph)
+    expected = result.output("25", 0)[0]
+    report = json.loads(result.output("7", 1))
+    seen = torch.cat(test_nodes.RECORDED_IMAGES)
+    assert seen.shape[0] == report["queries_per_reward"][0] + len(report["weights"])  # look-aheads + finals
+    assert torch.allclose(seen, expected.expand_as(seen), atol=1e-4)

@@ -1,27 +1,37 @@
-"""SRSoup inside ComfyUI's sampling loop: the model, the VAE and the rewards behind the maths.
+"""SRSoup inside ComfyUI's sampling: the model, the VAE and the rewards behind the maths.
+
+`sample_front` is the whole run of SRSoup KSampler, built on ComfyUI's own entry points as its
+SamplerCustom node builds one (comfy.sample.sample_custom: the CFG guider, the latent's noise
+mask, the noise of its batch index, previews, progress bar, devices). `SRSoupSampler` is the
+SAMPLER it runs, which SamplerCustomAdvanced can also run with any guider.
 
 ComfyUI calls a KSAMPLER's function with (model, x, sigmas, extra_args, callback, disable), where
 `model(x_batch, sigma * ones)` is the CFG model returning denoised latents for any batch (the
-guider tiles the conditioning to the batch). This module wraps that model and the VAE + rewards
-into the `denoise` and `score` functions sampling_math.guidance asks for, with batches chunked by
-free memory and interrupts checked inside every loop.
+guider tiles the conditioning to the batch, and composes a masked latent's kept region into every
+prediction). This module wraps that model and the VAE + rewards into the `denoise` and `score`
+functions sampling_math.guidance asks for, with batches chunked by free memory and interrupts
+checked inside every loop.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import comfy.model_management
 import comfy.model_sampling
+import comfy.sample
 import comfy.samplers
+import comfy.utils
+import latent_preview
 import torch
 
 from ..rewards.base import Reward
 from ..rewards.scoring import unique_names
 from ..sampling_math.guidance import GuidanceSettings, guided_sample
 from ..sampling_math.ledger import QueryLedger
+from ..sampling_math.report import guided_report
 from .interrupt import check_interrupt
 
 #: Upper bound on one model batch even when memory would allow more (keeps CPU runs responsive).
@@ -36,10 +46,6 @@ def base_model_of(sampler_model):
 def is_flow_sampling(model_sampling) -> bool:
     """Flow-matching models (SD3, Flux, ...) use ComfyUI's CONST model sampling."""
     return isinstance(model_sampling, comfy.model_sampling.CONST)
-
-
-def patcher_is_flow(model_patcher) -> bool:
-    return is_flow_sampling(model_patcher.get_model_object("model_sampling"))
 
 
 def model_batch_size(base_model, latent_shape, device) -> int:
@@ -120,7 +126,18 @@ class GuidedRun:
     images_seen: list[int]  # per reward, counted by the rewards themselves during guidance
     flow: bool
     seconds: float
-    sigmas: list[float] = field(default_factory=list)
+
+    def report(self) -> dict:
+        """The run's report (sampling_math.report), with what only the adapter knows."""
+        return guided_report(
+            self.settings,
+            self.ledger,
+            self.final_scores,
+            self.reward_names,
+            reward_images_seen=self.images_seen,
+            flow_model=self.flow,
+            seconds=round(self.seconds, 3),
+        )
 
 
 class SRSoupSampler(comfy.samplers.KSAMPLER):
@@ -178,6 +195,61 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
             images_seen,
             flow,
             time.perf_counter() - started,
-            [float(s) for s in sigmas],
         )
         return chains
+
+
+#: Keys of a LATENT that say how to make an empty latent for the model (ComfyUI 0.33 and later).
+DOWNSCALE_RATIOS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
+
+
+def make_sampler(vae, rewards: list[Reward], prompt: str, settings: GuidanceSettings) -> SRSoupSampler:
+    """The SRSoup SAMPLER: `rewards` judge the images `vae` decodes, against `prompt`."""
+    return SRSoupSampler(RewardPanel(rewards, vae, prompt), settings)
+
+
+def sample_front(
+    model,
+    positive,
+    negative,
+    latent: dict,
+    vae,
+    rewards: list[Reward],
+    prompt: str,
+    settings: GuidanceSettings,
+    *,
+    seed: int,
+    steps: int,
+    cfg: float,
+    scheduler: str,
+) -> tuple[dict, dict]:
+    """One SRSoup run from a LATENT of one image: the LATENT of the L images and the run's report.
+
+    As ComfyUI's SamplerCustom node samples with a SAMPLER: the scheduler's sigmas for the model,
+    the empty-latent channel fix, the noise of the seed (and of the latent's batch index), the
+    latent's noise mask, the preview callback and progress bar, and comfy.sample.sample_custom.
+    """
+    sampler = make_sampler(vae, rewards, prompt, settings)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+    ratios = {key: latent[key] for key in DOWNSCALE_RATIOS if key in latent}
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"], **ratios)
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+    chains = comfy.sample.sample_custom(
+        model,
+        noise,
+        cfg,
+        sampler,
+        sigmas,
+        positive,
+        negative,
+        samples,
+        noise_mask=latent.get("noise_mask"),
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seed,
+    )
+    out = {"samples": chains}
+    if "noise_mask" in latent:  # every image keeps the mask, as a stock sampler's output does
+        out["noise_mask"] = latent["noise_mask"]
+    return out, sampler.last_run.report()
