@@ -1,7 +1,8 @@
-"""Model folders: the `rewards` folder under ComfyUI's models directory."""
+"""ComfyUI's folders: the `rewards` models folder, and report files in the output folder."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import folder_paths
@@ -46,3 +47,15 @@ def resolve_reward_file(name: str) -> str:
             "Put the file there (or add a 'rewards:' entry to extra_model_paths.yaml)."
         )
     return path
+
+
+def write_output_json(filename_prefix: str, data: dict) -> dict:
+    """Write `data` into ComfyUI's output folder, numbered as SaveImage numbers its files; returns
+    the file's entry for a node's UI output."""
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, folder_paths.get_output_directory()
+    )
+    file_name = f"{name}_{counter:05}_.json"
+    with open(os.path.join(folder, file_name), "w") as handle:
+        json.dump(data, handle, indent=2)
+    return {"filename": file_name, "subfolder": subfolder, "type": "output"}

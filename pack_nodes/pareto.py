@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
-import folder_paths
 from comfy_api.latest import io, ui
 
+from ..comfy_adapter.folders import write_output_json
 from ..plots.pareto_plot import FrontData, labelled_grid, pareto_plot, to_comfy_image
 
 CATEGORY = "multireward/pareto"
@@ -109,16 +108,8 @@ class SaveReport(io.ComfyNode):
 
     @classmethod
     def execute(cls, report, filename_prefix) -> io.NodeOutput:
-        parsed = parse_report(report)
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory()
-        )
-        file_name = f"{name}_{counter:05}_.json"
-        with open(os.path.join(folder, file_name), "w") as handle:
-            json.dump(parsed, handle, indent=2)
-        return io.NodeOutput(
-            ui={"reports": [{"filename": file_name, "subfolder": subfolder, "type": "output"}]}
-        )
+        saved = write_output_json(filename_prefix, parse_report(report))
+        return io.NodeOutput(ui={"reports": [saved]})
 
 
 NODES = [ParetoFront, SaveReport]
