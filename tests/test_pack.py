@@ -83,3 +83,44 @@ def test_maths_rewards_and_plots_never_import_comfyui(package):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("path", "flagged"),
+    [
+        ("pack_nodes/probe.py", 4),
+        ("rewards/probe.py", 4),
+        ("sampling_math/probe.py", 4),
+        ("plots/probe.py", 4),
+        ("comfy_adapter/probe.py", 0),
+    ],
+)
+def test_the_linter_lets_only_the_adapter_import_comfyui(path, flagged):
+    """ruff's banned-api rule (pyproject.toml): ComfyUI's modules, ComfyUI's nodes.py and comfy_api
+    beyond the node schema are refused outside comfy_adapter/; the node schema itself is allowed."""
+    source = (
+        "import comfy.samplers\n"
+        "import folder_paths\n"
+        "import nodes\n"
+        "from comfy_api.internal import register_versions\n"
+        "from comfy_api.latest import ComfyExtension, io, ui\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--select",
+            "TID251",
+            "--stdin-filename",
+            path,
+            "-",
+        ],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=harness.PACK_ROOT,
+    )
+    assert run.stdout.count("TID251") == flagged, run.stdout + run.stderr
