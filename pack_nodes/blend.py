@@ -16,6 +16,7 @@ from ..comfy_adapter.lora import NO_LORA, load_lora_variant, lora_files
 from ..comfy_adapter.sampling import sample_with_ksampler, sampler_names, scheduler_names
 from ..sampling_math.blend import (
     BlendInputError,
+    draw_probabilities,
     is_on_simplex,
     normalise_onto_simplex,
     plan_blend,
@@ -90,16 +91,15 @@ def _validate_lambda(blend_lambda: float) -> None:
 
 def _blend_weights(weights: list[float], weight_names: list[str], normalise: bool) -> tuple[list[float], str]:
     """The weights the blend uses, and a sentence saying what was done to them."""
-    names = ", ".join(weight_names)
     if normalise:
-        simplex = normalise_onto_simplex(weights, names=names)
+        simplex = normalise_onto_simplex(weights, labels=weight_names)
         if is_on_simplex(weights):
             return simplex, f"weights {_format_weights(weights)} are on the simplex"
         return (
             simplex,
             f"weights {_format_weights(weights)} normalised onto the simplex: {_format_weights(simplex)}",
         )
-    values = validate_weights(weights, allow_negative=True, names=names)
+    values = validate_weights(weights, allow_negative=True, labels=weight_names)
     if is_on_simplex(values):
         return values, f"weights {_format_weights(values)} used as given (they are on the simplex)"
     return values, (
@@ -288,8 +288,7 @@ class LoRAStochasticMixer(io.ComfyNode):
 def stochastic_mixer_weights(
     weights: list[float], weight_names: list[str], blend_lambda: float
 ) -> tuple[list[float], str]:
-    """Draw probabilities (LoRAs, then the base model last when lambda < 1) and a sentence on them."""
-    names = ", ".join(weight_names)
+    """Draw probabilities (LoRAs, then the base model last) and a sentence on them."""
     _validate_lambda(blend_lambda)
     if blend_lambda > 1.0:
         raise BlendInputError(
@@ -303,8 +302,8 @@ def stochastic_mixer_weights(
             "cannot do; weights must be >= 0. Use KLKnob (lambda > 1) or Diffusion Blend with "
             "normalise_weights off"
         )
-    simplex = normalise_onto_simplex(weights, names=names)
-    draw = [blend_lambda * w for w in simplex] + [1.0 - blend_lambda]
+    simplex = normalise_onto_simplex(weights, labels=weight_names)
+    draw = draw_probabilities(simplex, blend_lambda)
     sentence = f"draw probabilities {_format_weights(simplex)}"
     if not is_on_simplex(weights):
         sentence = (

@@ -8,12 +8,12 @@ from comfy_api.latest import io, ui
 
 from ..comfy_adapter.folders import resolve_reward_file, reward_files
 from ..comfy_adapter.reward_models import ComfyModelManager
-from ..rewards.base import RewardError
+from ..rewards.base import Reward, RewardError
 from ..rewards.model_manager import DTYPE_NAMES
 from ..rewards.registry import build_reward, get_spec, reward_names
 from ..rewards.remote import RemoteHttpReward, RemoteSettings
-from ..rewards.scoring import connected_rewards, score_table
-from .types import Reward
+from ..rewards.scoring import score_table
+from .types import RewardType
 
 NO_FILE = "(none)"
 CATEGORY = "multireward/rewards"
@@ -21,6 +21,32 @@ PROMPT_TOOLTIP = (
     "The prompt the images were made from, for prompt-based rewards (HPSv2, PickScore, ImageReward, "
     "CLIP score). Tip: wire one String node into both CLIPTextEncode and this input."
 )
+#: The reward inputs of every node that scores: the first is required, the others optional.
+REWARD_SLOTS = ("reward", "reward_2", "reward_3", "reward_4")
+
+
+def reward_inputs(first_tooltip: str, second_tooltip: str | None = None) -> list:
+    """The REWARD inputs, one per slot of REWARD_SLOTS."""
+    tooltips = [first_tooltip, second_tooltip]
+    return [
+        RewardType.Input(slot, optional=index > 0, tooltip=tooltips[index] if index < len(tooltips) else None)
+        for index, slot in enumerate(REWARD_SLOTS)
+    ]
+
+
+def connected_rewards(inputs: dict) -> list[Reward]:
+    """The rewards on a node's reward slots, in slot order; a clear error for a wrong input."""
+    rewards = []
+    for slot in REWARD_SLOTS:
+        reward = inputs.get(slot)
+        if reward is None:
+            continue
+        if not isinstance(reward, Reward):
+            raise RewardError(f"{slot}: expected a REWARD from Reward Loader, got {type(reward).__name__}")
+        rewards.append(reward)
+    if not rewards:
+        raise RewardError("reward: no reward connected; connect a REWARD from Reward Loader")
+    return rewards
 
 
 class RewardLoader(io.ComfyNode):
@@ -61,7 +87,7 @@ class RewardLoader(io.ComfyNode):
                     tooltip="Precision of a neural reward: auto is fp16 on GPUs that support it, fp32 on CPU.",
                 ),
             ],
-            outputs=[Reward.Output(display_name="REWARD")],
+            outputs=[RewardType.Output(display_name="REWARD")],
         )
 
     @classmethod
@@ -96,10 +122,7 @@ class RewardScore(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Image.Input("images", tooltip="The images to score."),
-                Reward.Input("reward", tooltip="A REWARD from Reward Loader."),
-                Reward.Input("reward_2", optional=True),
-                Reward.Input("reward_3", optional=True),
-                Reward.Input("reward_4", optional=True),
+                *reward_inputs("A REWARD from Reward Loader."),
                 io.String.Input("prompt", default="", multiline=True, optional=True, tooltip=PROMPT_TOOLTIP),
             ],
             outputs=[
@@ -167,7 +190,7 @@ class RemoteReward(io.ComfyNode):
                     tooltip="Refuse to score with an empty prompt (most judges need it).",
                 ),
             ],
-            outputs=[Reward.Output(display_name="REWARD")],
+            outputs=[RewardType.Output(display_name="REWARD")],
         )
 
     @classmethod

@@ -9,12 +9,10 @@ from comfy_api.latest import io, ui
 
 from ..comfy_adapter.sampling import scheduler_names
 from ..comfy_adapter.srsoup import SRSoupSampler, make_sampler, sample_front
-from ..rewards.scoring import connected_rewards
 from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings
 from ..sampling_math.search_gradient import CORRECTIONS
 from ..sampling_math.weights import resolve_weights
-from .rewards import PROMPT_TOOLTIP
-from .types import Reward
+from .rewards import PROMPT_TOOLTIP, connected_rewards, reward_inputs
 
 CATEGORY = "multireward/srsoup"
 
@@ -28,12 +26,10 @@ WEIGHTS_TOOLTIP = (
 def guidance_inputs() -> list:
     """Inputs shared by the all-in-one node and the SAMPLER node."""
     return [
-        Reward.Input("reward", tooltip="The first reward (from Reward Loader)."),
-        Reward.Input(
-            "reward_2", optional=True, tooltip="A second reward: its trade-off with the first is the front."
+        *reward_inputs(
+            "The first reward (from Reward Loader).",
+            "A second reward: its trade-off with the first is the front.",
         ),
-        Reward.Input("reward_3", optional=True),
-        Reward.Input("reward_4", optional=True),
         io.String.Input("prompt", default="", multiline=True, tooltip=PROMPT_TOOLTIP),
         io.String.Input("weights", default="", multiline=True, tooltip=WEIGHTS_TOOLTIP),
         io.Int.Input(

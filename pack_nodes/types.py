@@ -2,4 +2,4 @@
 
 from comfy_api.latest import io
 
-Reward = io.Custom("MULTIREWARD_REWARD")
+RewardType = io.Custom("MULTIREWARD_REWARD")

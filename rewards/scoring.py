@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Reward, RewardError
+from .base import Reward
 
 
 @dataclass
@@ -38,24 +38,6 @@ def unique_names(rewards: Sequence[Reward]) -> list[str]:
         seen[reward.label] = count + 1
         names.append(reward.label if count == 0 else f"{reward.label}#{count + 1}")
     return names
-
-
-REWARD_SLOTS = ("reward", "reward_2", "reward_3", "reward_4")
-
-
-def connected_rewards(inputs: dict) -> list[Reward]:
-    """The rewards on a node's reward slots, in slot order; a clear error for a wrong input."""
-    rewards = []
-    for slot in REWARD_SLOTS:
-        reward = inputs.get(slot)
-        if reward is None:
-            continue
-        if not isinstance(reward, Reward):
-            raise RewardError(f"{slot}: expected a REWARD from Reward Loader, got {type(reward).__name__}")
-        rewards.append(reward)
-    if not rewards:
-        raise RewardError("reward: no reward connected; connect a REWARD from Reward Loader")
-    return rewards
 
 
 def score_table(images: torch.Tensor, rewards: Sequence[Reward], prompt: str) -> ScoreTable:

@@ -30,32 +30,34 @@ class BlendInputError(ValueError):
     """Bad blend weights or lambda: the message names the input and what is allowed."""
 
 
-def weight_input_names(count: int, prefix: str = "weight_") -> str:
-    return ", ".join(f"{prefix}{i + 1}" for i in range(count))
+def validate_weights(
+    weights: Sequence[float], allow_negative: bool, labels: Sequence[str] | None = None
+) -> list[float]:
+    """Finite weights, not all zero, and non-negative unless the general form allows it.
 
-
-def validate_weights(weights: Sequence[float], allow_negative: bool, names: str | None = None) -> list[float]:
-    """Finite weights, not all zero, and non-negative unless the general form allows it."""
-    names = names or weight_input_names(len(weights))
+    Errors name each weight by its label (the caller's names for them; "weight 1", ... by default).
+    """
     values = [float(w) for w in weights]
+    labels = list(labels) if labels is not None else [f"weight {i + 1}" for i in range(len(values))]
     if not values:
-        raise BlendInputError(f"{names}: no weights were given; give one weight per LoRA")
-    for i, value in enumerate(values):
+        raise BlendInputError("weights: no weights were given; give one weight per LoRA")
+    for label, value in zip(labels, values, strict=True):
         if not math.isfinite(value):
-            raise BlendInputError(f"weight {i + 1} ({names}) is {value}; weights must be finite numbers")
+            raise BlendInputError(f"{label} is {value}; weights must be finite numbers")
         if value < 0 and not allow_negative:
             raise BlendInputError(
-                f"weight {i + 1} ({names}) is {value}; weights here must be >= 0 "
-                "(they are probabilities / simplex weights)"
+                f"{label} is {value}; weights here must be >= 0 (they are probabilities / simplex weights)"
             )
     if all(value == 0 for value in values):
-        raise BlendInputError(f"{names}: all weights are zero; at least one weight must be non-zero")
+        raise BlendInputError(
+            f"{', '.join(labels)}: all weights are zero; at least one weight must be non-zero"
+        )
     return values
 
 
-def normalise_onto_simplex(weights: Sequence[float], names: str | None = None) -> list[float]:
+def normalise_onto_simplex(weights: Sequence[float], labels: Sequence[str] | None = None) -> list[float]:
     """Non-negative weights scaled to sum to one (the probability simplex)."""
-    values = validate_weights(weights, allow_negative=False, names=names)
+    values = validate_weights(weights, allow_negative=False, labels=labels)
     total = math.fsum(values)
     return [value / total for value in values]
 
@@ -118,6 +120,14 @@ def combine_predictions(
     for i in rest:
         out += plan.variant_coefficients[i] * variants[i]
     return out
+
+
+def draw_probabilities(simplex_weights: Sequence[float], blend_lambda: float) -> list[float]:
+    """DB-MPA-LS's per-step draw: variant i with probability lambda * w_i, the base model (last)
+    with 1 - lambda. Drawing interpolates only, so lambda is in [0, 1]."""
+    if not 0.0 <= blend_lambda <= 1.0:
+        raise BlendInputError(f"lambda is {blend_lambda}; drawing one model per step needs 0 <= lambda <= 1")
+    return [blend_lambda * w for w in simplex_weights] + [1.0 - blend_lambda]
 
 
 def stochastic_choices(weights: Sequence[float], step_count: int, seed: int) -> list[int]:

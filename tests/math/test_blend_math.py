@@ -11,6 +11,7 @@ import torch
 from multireward.sampling_math.blend import (
     BlendInputError,
     combine_predictions,
+    draw_probabilities,
     extra_variance_per_step,
     is_on_simplex,
     normalise_onto_simplex,
@@ -37,18 +38,31 @@ def test_normalise_onto_simplex_scales_to_sum_one():
 
 
 def test_all_zero_weights_are_refused_naming_the_inputs():
-    with pytest.raises(BlendInputError, match=r"weight_1, weight_2: all weights are zero"):
+    with pytest.raises(BlendInputError, match=r"weight 1, weight 2: all weights are zero"):
         normalise_onto_simplex([0.0, 0.0])
     with pytest.raises(BlendInputError, match="all weights are zero"):
         validate_weights([0.0, 0.0, 0.0], allow_negative=True)
 
 
 def test_negative_and_non_finite_weights_are_refused_on_the_simplex():
-    with pytest.raises(BlendInputError, match=r"weight 2 .* is -0.5; weights here must be >= 0"):
+    with pytest.raises(BlendInputError, match=r"weight 2 is -0.5; weights here must be >= 0"):
         normalise_onto_simplex([1.0, -0.5])
     with pytest.raises(BlendInputError, match="must be finite"):
         validate_weights([1.0, math.nan], allow_negative=True)
     assert validate_weights([1.5, -0.5], allow_negative=True) == [1.5, -0.5]
+
+
+def test_errors_name_each_weight_by_the_callers_label():
+    with pytest.raises(BlendInputError, match=r"^weight_3 is -1.0; weights here must be >= 0"):
+        normalise_onto_simplex([1.0, -1.0], labels=["weight_1", "weight_3"])
+
+
+def test_draw_probabilities_give_the_base_model_what_lambda_leaves():
+    assert draw_probabilities([0.25, 0.75], 1.0) == [0.25, 0.75, 0.0]
+    assert draw_probabilities([0.5, 0.5], 0.5) == [0.25, 0.25, 0.5]
+    assert draw_probabilities([0.5, 0.5], 0.0) == [0.0, 0.0, 1.0]
+    with pytest.raises(BlendInputError, match="0 <= lambda <= 1"):
+        draw_probabilities([1.0], 1.5)
 
 
 # --- plans and combinations ----------------------------------------------------------------------
