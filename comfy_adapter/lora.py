@@ -28,7 +28,6 @@ import torch
 from comfy.model_patcher import LowVramPatch, get_key_weight, string_to_seed
 
 LORAS_FOLDER = "loras"
-NO_LORA = "(none)"
 
 
 class LoraBlendError(ValueError):

@@ -12,7 +12,7 @@ import math
 from comfy_api.latest import io
 
 from ..comfy_adapter.blend_model import BlendSpec, StochasticSpec, patch_model
-from ..comfy_adapter.lora import NO_LORA, load_lora_variant, lora_files
+from ..comfy_adapter.lora import load_lora_variant, lora_files
 from ..comfy_adapter.sampling import sample_with_ksampler, sampler_names, scheduler_names
 from ..sampling_math.blend import (
     BlendInputError,
@@ -22,6 +22,7 @@ from ..sampling_math.blend import (
     plan_blend,
     validate_weights,
 )
+from .types import NO_FILE
 
 CATEGORY = "multireward/blend"
 MAX_LORAS = 4
@@ -38,12 +39,12 @@ def _lora_slot_inputs(weight_min: float, weight_tooltip: str) -> list:
     inputs = []
     for slot in range(1, MAX_LORAS + 1):
         optional = slot > 2
-        options = [NO_LORA, *lora_files()] if optional else lora_files()
+        options = [NO_FILE, *lora_files()] if optional else lora_files()
         inputs.append(
             io.Combo.Input(
                 f"lora_{slot}",
                 options=options,
-                default=NO_LORA if optional else None,
+                default=NO_FILE if optional else None,
                 tooltip=f"LoRA {slot} from models/loras" + (" (optional)." if optional else "."),
             )
         )
@@ -59,8 +60,8 @@ def _chosen_loras(kwargs: dict) -> tuple[list[str], list[float], list[str]]:
     """(LoRA names, their weights, the weight inputs' names) of the slots that hold a LoRA."""
     names, weights, weight_names = [], [], []
     for slot in range(1, MAX_LORAS + 1):
-        name = kwargs.get(f"lora_{slot}", NO_LORA)
-        if name and name != NO_LORA:
+        name = kwargs.get(f"lora_{slot}", NO_FILE)
+        if name and name != NO_FILE:
             names.append(name)
             weights.append(float(kwargs[f"weight_{slot}"]))
             weight_names.append(f"weight_{slot}")

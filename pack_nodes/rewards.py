@@ -13,9 +13,8 @@ from ..rewards.model_manager import DTYPE_NAMES
 from ..rewards.registry import build_reward, get_spec, reward_names
 from ..rewards.remote import RemoteHttpReward, RemoteSettings
 from ..rewards.scoring import score_table
-from .types import RewardType
+from .types import NO_FILE, RewardType
 
-NO_FILE = "(none)"
 CATEGORY = "multireward/rewards"
 PROMPT_TOOLTIP = (
     "The prompt the images were made from, for prompt-based rewards (HPSv2, PickScore, ImageReward, "
