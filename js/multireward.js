@@ -3,7 +3,9 @@
 //
 // Dependency-free on purpose (ComfyUI loads js/ as plain ES modules, no build step). All text that
 // comes from a node, a user or the server is written with textContent or into widget values: never
-// as HTML. The maths lives in weights.js, which mirrors sampling_math/ line by line.
+// as HTML. The maths lives in weights.js, which mirrors sampling_math/ line by line. What a node is
+// made of (its reward inputs, its LoRA slots and their empty choice) is read from its definition,
+// and what a run cost from the structured ui output the node sends (`multireward_run`).
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -16,20 +18,48 @@ const BLEND_NODES = new Set([
     "MultiReward_DiffusionBlendSampler",
     "MultiReward_LoRAStochasticMixer",
 ]);
-const REWARD_INPUTS = ["reward", "reward_2", "reward_3", "reward_4"];
-const NO_LORA = "(none)"; // comfy_adapter/lora.py NO_LORA
+const REWARD_TYPE = "MULTIREWARD_REWARD"; // pack_nodes/types.py RewardType
 const PANEL = "multireward_panel";
 const COLORS = { text: "#c8c8c8", dim: "#8a8a8a", error: "#ff6b6b", ok: "#7fd67f" };
 
 // For the browser tests and for users poking in the console.
-window.MultiReward = { ...W };
+window.MultiReward = { ...W, describeNode };
 
 function widget(node, name) {
     return node.widgets?.find((w) => w.name === name);
 }
 
+// [{name, type, options}] of a node definition's inputs, required then optional, in declared order.
+function declaredInputs(nodeData) {
+    const order = nodeData.input_order ?? {};
+    const inputs = [];
+    for (const group of ["required", "optional"]) {
+        const specs = nodeData.input?.[group] ?? {};
+        for (const name of order[group] ?? Object.keys(specs)) {
+            const [type, options = {}] = specs[name] ?? [];
+            inputs.push({ name, type, options });
+        }
+    }
+    return inputs;
+}
+
+// What the panels need to know of a node type, from its definition: the reward inputs (by their
+// socket type) and the LoRA slots (lora_k with its weight_k; the value a slot holds when empty is
+// its declared default, "(none)", and a slot without a default is never empty).
+function describeNode(nodeData) {
+    const inputs = declaredInputs(nodeData);
+    const names = new Set(inputs.map((i) => i.name));
+    return {
+        rewardInputs: inputs.filter((i) => i.type === REWARD_TYPE).map((i) => i.name),
+        loraSlots: inputs
+            .filter((i) => /^lora_\d+$/.test(i.name) && names.has(i.name.replace("lora_", "weight_")))
+            .map((i) => ({ lora: i.name, weight: i.name.replace("lora_", "weight_"), empty: i.options.default ?? null })),
+    };
+}
+
 function rewardLinks(node) {
-    return REWARD_INPUTS.map((name) => node.inputs?.find((i) => i.name === name)).filter((i) => i?.link != null);
+    const names = node.multirewardDef?.rewardInputs ?? [];
+    return names.map((name) => node.inputs?.find((i) => i.name === name)).filter((i) => i?.link != null);
 }
 
 function connectedRewards(node) {
@@ -355,17 +385,18 @@ class SRSoupPanel {
         this.refresh(true);
     }
 
-    // From the node's executed message (ui text = pack_nodes/srsoup.py summary()).
+    // From the node's executed message: its ui output `multireward_run` (pack_nodes/srsoup.py
+    // run_ui) carries the run's numbers. SRSoup Sampler runs inside SamplerCustomAdvanced and sends
+    // none; its time is measured here from the node's start.
     executed(message) {
-        const text = (message?.text ?? []).join("\n");
-        const queries = /reward queries: (\d+) \(weighted sum: (\d+)/.exec(text);
-        const time = /(?:time|seconds):\s*([\d.]+)/i.exec(text);
-        const seconds = time ? Number(time[1]) : this.started ? (performance.now() - this.started) / 1000 : null;
+        const run = message?.multireward_run?.[0] ?? null;
+        const measured = this.started ? (performance.now() - this.started) / 1000 : null;
+        const seconds = run && Number.isFinite(run.seconds) ? run.seconds : measured;
         const parts = [];
-        if (queries) parts.push(`${queries[1]} reward queries (weighted sum: ${queries[2]})`);
+        if (run) parts.push(`${run.queries} reward queries (weighted sum: ${run.weighted_sum_queries})`);
         if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
         this.lastRun = parts.length ? `last run: ${parts.join(", ")}` : "last run: done";
-        this.lastQueries = queries ? { queries: Number(queries[1]), weighted_sum_queries: Number(queries[2]) } : null;
+        this.lastQueries = run ? { queries: run.queries, weighted_sum_queries: run.weighted_sum_queries } : null;
         this.started = null;
         this.refresh(false);
         this.node.multireward.lastRunQueries = this.lastQueries;
@@ -385,21 +416,20 @@ class BlendPanel {
         this.sliders = el("div");
         this.root.append(this.title, this.sliders);
         this.widget = addPanel(node, this.root, () => 22 + 22 * this.slots().length);
-        for (let k = 1; k <= 4; k++) {
-            const lora = widget(node, `lora_${k}`);
+        for (const slot of node.multirewardDef?.loraSlots ?? []) {
+            const lora = widget(node, slot.lora);
             if (lora) chain(lora, "callback", () => this.build());
         }
         chain(node, "onConfigure", () => setTimeout(() => this.build(), 0));
         this.build();
     }
 
+    // The LoRA slots that hold a LoRA (a value other than the slot's empty choice).
     slots() {
-        const chosen = [];
-        for (let k = 1; k <= 4; k++) {
-            const lora = widget(this.node, `lora_${k}`);
-            if (lora && lora.value && lora.value !== NO_LORA && widget(this.node, `weight_${k}`)) chosen.push(k);
-        }
-        return chosen;
+        return (this.node.multirewardDef?.loraSlots ?? []).filter((slot) => {
+            const lora = widget(this.node, slot.lora);
+            return lora?.value && lora.value !== slot.empty && widget(this.node, slot.weight);
+        });
     }
 
     build() {
@@ -408,7 +438,7 @@ class BlendPanel {
         this.sliders.replaceChildren();
         this.title.textContent = slots.length >= 2 ? "balance on the simplex (sum = 1):" : "choose two LoRAs to balance them";
         if (slots.length >= 2) {
-            const weights = slots.map((k) => Math.max(0, Number(widget(this.node, `weight_${k}`).value)));
+            const weights = slots.map((slot) => Math.max(0, Number(widget(this.node, slot.weight).value)));
             const total = weights.reduce((a, b) => a + b, 0);
             let row = total > 0 ? weights.map((w) => w / total) : weights.map(() => 1 / slots.length);
             const line = sliderRow(row, (i, v) => {
@@ -416,11 +446,11 @@ class BlendPanel {
                 updateSliderRow(line, row);
                 // The float widgets round to their own precision (0.01 here); round the whole row
                 // to it first so the weights the node receives still sum to 1.
-                const first = widget(this.node, `weight_${slots[0]}`);
+                const first = widget(this.node, slots[0].weight);
                 const unit = first.options?.round || 10 ** -(first.options?.precision ?? 4);
                 const rounded = W.roundOnSimplex(row, unit);
-                slots.forEach((k, j) => {
-                    const w = widget(this.node, `weight_${k}`);
+                slots.forEach((slot, j) => {
+                    const w = widget(this.node, slot.weight);
                     w.value = rounded[j];
                     w.callback?.(w.value);
                 });
@@ -446,6 +476,8 @@ app.registerExtension({
     },
 
     async beforeRegisterNodeDef(nodeType, nodeData) {
+        if (!SRSOUP_NODES.has(nodeData.name) && !BLEND_NODES.has(nodeData.name)) return;
+        nodeType.prototype.multirewardDef = describeNode(nodeData);
         if (!SRSOUP_NODES.has(nodeData.name)) return;
         chain(nodeType.prototype, "onExecuted", function (message) {
             this.multirewardPanel?.executed(message);
@@ -453,7 +485,7 @@ app.registerExtension({
     },
 
     async setup() {
-        // Client-side timing for the status line, in case the node's text carries no time.
+        // Client-side timing for the status line, for runs that send no time of their own.
         api.addEventListener("executing", ({ detail }) => {
             const id = typeof detail === "object" && detail ? detail.node : detail;
             const node = id != null ? app.graph?.getNodeById?.(Number(id)) : null;

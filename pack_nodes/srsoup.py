@@ -187,7 +187,7 @@ class SRSoupKSampler(io.ComfyNode):
             cfg=cfg,
             scheduler=scheduler,
         )
-        return io.NodeOutput(latents, json.dumps(report), ui=ui.PreviewText(summary(report)))
+        return io.NodeOutput(latents, json.dumps(report), ui=run_ui(report))
 
 
 class SRSoupSamplerNode(io.ComfyNode):
@@ -239,11 +239,28 @@ class SRSoupReport(io.ComfyNode):
                 "sampler: this SRSoup sampler has not run yet; connect the sampled LATENT too"
             )
         report = sampler.last_run.report()
-        return io.NodeOutput(json.dumps(report), ui=ui.PreviewText(summary(report)))
+        return io.NodeOutput(json.dumps(report), ui=run_ui(report))
 
     @classmethod
     def fingerprint_inputs(cls, sampler, samples):
         return float("nan")  # the report changes with every run of the sampler
+
+
+#: The numbers of a run the frontend shows (js/multireward.js SRSoupPanel.executed).
+RUN_NUMBERS = (
+    "queries",
+    "weighted_sum_queries",
+    "lookahead_passes",
+    "weighted_sum_lookahead_passes",
+    "guided_steps",
+    "seconds",
+)
+
+
+def run_ui(report: dict) -> dict:
+    """The node's ui output: the summary as text, and the run's numbers as data for the frontend."""
+    numbers = {key: report[key] for key in RUN_NUMBERS}
+    return {**ui.PreviewText(summary(report)).as_dict(), "multireward_run": (numbers,)}
 
 
 def summary(report: dict) -> str:

@@ -26,6 +26,11 @@ pytestmark = pytest.mark.browser
 EXAMPLES = sorted((harness.PACK_ROOT / "example_workflows").glob("*.json"))
 WEIGHT_FREE_REWARDS = ("jpeg_compressibility", "colorfulness", "sharpness")
 SRSOUP = "MultiReward_SRSoupKSampler"
+BLEND_TYPES = (
+    "MultiReward_DiffusionBlend",
+    "MultiReward_DiffusionBlendSampler",
+    "MultiReward_LoRAStochasticMixer",
+)
 
 # A two- or three-reward SRSoup graph built through LiteGraph as a user would wire it.
 BUILD_GRAPH = """([checkpoint, rewards]) => {
@@ -350,6 +355,40 @@ def test_blend_balance_sliders_keep_the_lora_weights_on_the_simplex(app, node_ty
         assert all(w >= 0 for w in weights) and math.isclose(weights[index], value, abs_tol=1e-4)
 
 
+def test_the_panels_read_reward_inputs_and_lora_slots_from_the_node_definitions(app, server):
+    """The reward inputs (by socket type), the LoRA slots and their empty choice, as /object_info
+    declares them, and nothing hard-coded: a definition with fewer slots gives fewer."""
+    info = server.get("/object_info")
+    for node_type in ("MultiReward_SRSoupKSampler", "MultiReward_SRSoupSampler", *BLEND_TYPES):
+        inputs = {**info[node_type]["input"]["required"], **info[node_type]["input"].get("optional", {})}
+        want = {
+            "rewardInputs": [name for name, spec in inputs.items() if spec[0] == "MULTIREWARD_REWARD"],
+            "loraSlots": [
+                {"lora": name, "weight": name.replace("lora_", "weight_"), "empty": spec[1].get("default")}
+                for name, spec in inputs.items()
+                if re.fullmatch(r"lora_\d+", name)
+            ],
+        }
+        got = app.evaluate("(t) => LiteGraph.registered_node_types[t].prototype.multirewardDef", node_type)
+        assert got == want, node_type
+        assert len(want["rewardInputs"]) == (4 if "SRSoup" in node_type else 0)
+        assert len(want["loraSlots"]) == (0 if "SRSoup" in node_type else 4)
+    cut = app.evaluate(
+        """() => { const data = {name: 'x', input: {required: {reward: ['MULTIREWARD_REWARD', {}],
+                       lora_1: ['COMBO', {options: ['a']}], weight_1: ['FLOAT', {}]},
+                   optional: {lora_2: ['COMBO', {options: ['(none)', 'a'], default: '(none)'}],
+                              weight_2: ['FLOAT', {}]}}};
+                   return window.MultiReward.describeNode(data); }"""
+    )
+    assert cut == {
+        "rewardInputs": ["reward"],
+        "loraSlots": [
+            {"lora": "lora_1", "weight": "weight_1", "empty": None},
+            {"lora": "lora_2", "weight": "weight_2", "empty": "(none)"},
+        ],
+    }
+
+
 def srsoup_example():
     named = [p for p in EXAMPLES if p.stem == "srsoup_two_rewards"]
     for path in named + EXAMPLES:
@@ -410,18 +449,14 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
     assert app.evaluate("() => window.__mr.errors") == []
     app.wait("(id) => app.graph.getNodeById(id).multireward.lastRunQueries", arg=node_id, timeout=30)
 
-    # What the server reported: the node's ui text in /history, and the saved report if any.
+    # What the server reported: the node's ui output in /history, and the saved report if any.
     history = server.get("/history")
     entry = max(history.values(), key=lambda e: e["prompt"][0])
     assert entry["status"]["status_str"] == "success"
-    summary = entry["outputs"][str(node_id)]["text"][0]
-    numbers = re.search(r"reward queries: (\d+) \(weighted sum: (\d+)", summary)
-    passes = re.search(r"look-ahead passes: (\d+) \(weighted sum: (\d+)\)", summary)
-    assert [int(v) for v in numbers.groups()] == [estimate["queries"], estimate["weighted_sum_queries"]]
-    assert [int(v) for v in passes.groups()] == [
-        estimate["lookahead_passes"],
-        estimate["weighted_sum_lookahead_passes"],
-    ]
+    run = entry["outputs"][str(node_id)]["multireward_run"][0]
+    for key in ("queries", "weighted_sum_queries", "lookahead_passes", "weighted_sum_lookahead_passes"):
+        assert run[key] == estimate[key], key
+    assert f"reward queries: {run['queries']}" in entry["outputs"][str(node_id)]["text"][0]
     reports = sorted((server.base_dir / "output").rglob("*.json"), key=lambda p: p.stat().st_mtime)
     for report_path in reports[-1:]:
         report = json.loads(report_path.read_text())
@@ -432,8 +467,10 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
             assert report["guided_steps"] == estimate["guided_steps"]
 
     status = in_panel(app, node_id, ".mr-status").text_content()
-    assert status.startswith(f"last run: {estimate['queries']} reward queries"), status
-    assert re.search(r"\d+\.\d s$", status), status
+    shown = re.fullmatch(r"last run: (\d+) reward queries \(weighted sum: (\d+)\), (\d+\.\d) s", status)
+    assert shown, status
+    assert [int(shown[1]), int(shown[2])] == [run["queries"], run["weighted_sum_queries"]]
+    assert abs(float(shown[3]) - run["seconds"]) <= 0.05 + 1e-9  # the report's time, to one decimal
     app.screenshot("srsoup_node.png", clip=focus_node(app, node_id))
 
 
@@ -472,11 +509,13 @@ def test_typed_markup_stays_text(app):
     assert in_panel(app, node_id, ".mr-error").text_content() == python_error(markup, 2)
     assert in_panel(app, node_id, "img").count() == 0
     app.evaluate(
-        "(id) => app.graph.getNodeById(id).onExecuted({text: ['<b>reward queries: 5 (weighted sum: 9)</b>']})",
+        "(id) => app.graph.getNodeById(id).onExecuted({text: ['<b>reward queries: 5 (weighted sum: 9)</b>'], "
+        "multireward_run: [{queries: 5, weighted_sum_queries: 9, seconds: 1.4}]})",
         node_id,
     )
     assert in_panel(app, node_id, "b").count() == 0
-    assert in_panel(app, node_id, ".mr-status").text_content().startswith("last run: 5 reward queries")
+    status = in_panel(app, node_id, ".mr-status").text_content()
+    assert status == "last run: 5 reward queries (weighted sum: 9), 1.4 s", status
     assert app.evaluate("() => window.__mrInjected") is None
 
 

@@ -31,6 +31,10 @@ def test_returns_one_latent_per_weight_row_and_counts_queries_exactly(comfy, mod
     assert report["reward_images_seen"] == report["queries_per_reward"]
     assert report["flow_model"] is (model_source == "flow")
     assert "reward queries" in result.ui["7"]["text"][0]
+    # The frontend reads the run's numbers as data, not from the text.
+    run = result.ui["7"]["multireward_run"][0]
+    assert run["queries"] == report["queries"] and run["guided_steps"] == guided
+    assert run["weighted_sum_queries"] == report["weighted_sum_queries"]
 
 
 def test_weighted_sum_spends_the_formula(comfy):
