@@ -124,3 +124,34 @@ def test_the_linter_lets_only_the_adapter_import_comfyui(path, flagged):
         cwd=harness.PACK_ROOT,
     )
     assert run.stdout.count("TID251") == flagged, run.stdout + run.stderr
+
+
+#: Which of the pack's packages each package may import (docs/architecture.md): arrows point down.
+ALLOWED_IMPORTS = {
+    "pack_nodes": {"comfy_adapter", "sampling_math", "rewards", "plots"},
+    "comfy_adapter": {"sampling_math", "rewards"},
+    "plots": {"sampling_math"},
+    "sampling_math": set(),
+    "rewards": set(),
+}
+
+
+def test_the_packages_import_one_way():
+    import ast
+
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for path in sorted((harness.PACK_ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                    targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                    for target in targets:
+                        assert target in allowed, f"{path.relative_to(harness.PACK_ROOT)} imports {target}"
+
+
+def test_the_registry_icon_is_a_file_of_the_pack():
+    import tomllib
+
+    config = tomllib.loads((harness.PACK_ROOT / "pyproject.toml").read_text())["tool"]["comfy"]
+    # The Registry shows the Icon from the repository's main branch: it must be a file here.
+    relative = config["Icon"].split("/main/", 1)[1]
+    assert (harness.PACK_ROOT / relative).is_file(), relative
