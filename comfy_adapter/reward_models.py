@@ -29,7 +29,7 @@ class ComfyModelManager:
         return model_management.text_encoder_offload_device()
 
     def resolve_dtype(self, dtype_name: str) -> torch.dtype:
-        """ "auto" is fp16 where ComfyUI says the device runs it well, fp32 on a CPU."""
+        """The torch dtype for a dtype choice; auto is fp16 where ComfyUI says the device runs it well."""
         if dtype_name == "auto":
             device = self.load_device()
             if model_management.is_device_cpu(device):

@@ -134,7 +134,10 @@ class SRSoupKSampler(io.ComfyNode):
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
                 io.Latent.Input(
-                    "latent_image", tooltip="One latent (batch of 1): all images start from its noise."
+                    "latent_image",
+                    tooltip="One latent (batch of 1): all images start from its noise. A noise mask (Set Latent "
+                    "Noise Mask, VAE Encode for Inpainting) is honoured as KSampler honours it: only the masked "
+                    "region is repainted, and the rewards judge the composed image.",
                 ),
                 io.Vae.Input("vae", tooltip="Decodes look-ahead predictions so the rewards can see them."),
                 io.Int.Input(
