@@ -231,3 +231,24 @@ def _blended_evaluation(plan: BlendPlan, run: BlendRun, model_patcher, args, eva
             )
         )
     return blended
+
+
+def describe_blend(model_options: dict) -> dict | None:
+    """What the MODEL being sampled blends, read only, for another sampler's report (SRSoup's).
+
+    During a sampling run the blend's run wrapper keeps its BlendRun in the model options under its
+    run key; None when the model is not a blend (or outside a run).
+    """
+    runs = [run for key, run in model_options.items() if key.startswith(f"{BLEND_MARK}_run_")]
+    if not runs:
+        return None
+    spec = runs[0].spec
+    described = {"node": spec.label, "loras": [variant.name for variant in spec.variants]}
+    if spec.stochastic is not None:
+        # LoRAs first, the base model last (StochasticSpec's order).
+        described.update(draw_probabilities=list(spec.stochastic.weights), seed=spec.stochastic.seed)
+    else:
+        described.update(
+            coefficients=list(spec.plan.variant_coefficients), base_model_pass=spec.plan.needs_base
+        )
+    return described
