@@ -134,11 +134,18 @@ def guided_sample(
             chains = means + step.noise_scale * fresh
         else:
             soup = settings.mode == "srsoup" and guided_so_far < settings.soup_steps
-            candidate_noises = noise.draw(settings.candidates)
-            stepper = soup_step if soup else weighted_sum_step
-            chains = stepper(
-                denoise, score, step, means, weights, candidate_noises, fresh, ledger, i, settings, flow
+            context = StepContext(
+                denoise,
+                score,
+                step,
+                means,
+                weights,
+                noises=noise.draw(settings.candidates),
+                fresh=fresh,
+                soup_divisor=correction_divisor(settings.correction, step.noise_scale, step.sigma_next, flow),
             )
+            chains, cost = soup_step(context) if soup else weighted_sum_step(context)
+            ledger.record(i, *cost)
             guided_so_far += 1
         if callback is not None:
             callback(i, chains, denoised)
@@ -158,50 +165,59 @@ class NoiseSource:
         return sample.to(device=self.device, dtype=self.dtype)
 
 
-def lookahead_scores(
-    denoise: Denoiser,
-    score: Scorer,
-    step: AncestralStep,
-    origins: torch.Tensor,
-    noises: torch.Tensor,
-    needed: torch.Tensor,
-) -> torch.Tensor:
-    """Rewards of the candidates origins[c] + s z_n, judged on their look-ahead x0 at sigma_next.
+@dataclass(frozen=True)
+class StepContext:
+    """What one guided step of all chains works with."""
 
-    Returns [C, N, M]; needed is [C, M] (which rewards each origin's candidates need).
-    """
-    count, num = origins.shape[0], noises.shape[0]
-    candidates = origins.unsqueeze(1) + step.noise_scale * noises.unsqueeze(0)
-    lookahead = denoise(candidates.reshape(count * num, *origins.shape[1:]), step.sigma_next)
-    mask = needed.unsqueeze(1).expand(count, num, needed.shape[1]).reshape(count * num, -1)
-    return score(lookahead, mask).reshape(count, num, -1)
+    denoise: Denoiser
+    score: Scorer
+    step: AncestralStep
+    means: torch.Tensor  # [L, ...] the chains' ancestral means: candidates are means + s z_n
+    weights: torch.Tensor  # [L, M] one row per chain
+    noises: torch.Tensor  # [N, ...] the candidate noises z_n, shared by all chains
+    fresh: torch.Tensor  # the step's plain noise, for a chain whose rewards all tie
+    soup_divisor: float | None  # what a soup divides the offset between chains by (None: no correction)
+
+    def lookahead_scores(self, origins: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+        """Rewards of the candidates origins[c] + s z_n, judged on their look-ahead x0 at sigma_next.
+
+        Returns [C, N, M]; needed is [C, M] (which rewards each origin's candidates need).
+        """
+        count, num = origins.shape[0], self.noises.shape[0]
+        candidates = origins.unsqueeze(1) + self.step.noise_scale * self.noises.unsqueeze(0)
+        lookahead = self.denoise(candidates.reshape(count * num, *origins.shape[1:]), self.step.sigma_next)
+        mask = needed.unsqueeze(1).expand(count, num, needed.shape[1]).reshape(count * num, -1)
+        return self.score(lookahead, mask).reshape(count, num, -1)
 
 
-def weighted_sum_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
+#: What a guided step spent: queries per reward, look-ahead passes, and whether it was a soup step.
+StepCost = tuple[list[int], int, bool]
+
+
+def weighted_sum_step(context: StepContext) -> tuple[torch.Tensor, StepCost]:
     """Every chain queries its own candidates for every reward it weighs; per-reward z-scores."""
+    means, weights, noises = context.means, context.weights, context.noises
     needed = weights > 0
-    rewards = lookahead_scores(denoise, score, step, means, noises, needed)  # [L, N, M]
+    rewards = context.lookahead_scores(means, needed)  # [L, N, M]
     chains = []
     for chain, row in enumerate(weights):
         direction = torch.zeros_like(means[chain])
         for m in torch.nonzero(row > 0).flatten().tolist():
             direction += float(row[m]) * search_direction(zscores(rewards[chain, :, m]), noises)
-        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
-    ledger.record(
-        index, needed.sum(dim=0).mul(noises.shape[0]).tolist(), means.shape[0] * noises.shape[0], False
-    )
-    return torch.stack(chains)
+        chains.append(shell_step(means[chain], context.step.noise_scale, direction, context.fresh))
+    cost = (needed.sum(dim=0).mul(noises.shape[0]).tolist(), means.shape[0] * noises.shape[0], False)
+    return torch.stack(chains), cost
 
 
-def soup_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
+def soup_step(context: StepContext) -> tuple[torch.Tensor, StepCost]:
     """Only the M exemplar chains query, each its own reward, on the shared noises; every chain
     combines the exemplars' z-scored rewards with the noises corrected to its own mean."""
+    means, weights, noises = context.means, context.weights, context.noises
     exemplars = exemplar_indices(weights)
     num_rewards = len(exemplars)
     needed = torch.eye(num_rewards, dtype=torch.bool, device=means.device)
-    rewards = lookahead_scores(denoise, score, step, means[exemplars], noises, needed)  # [M, N, M]
+    rewards = context.lookahead_scores(means[exemplars], needed)  # [M, N, M]
     exemplar_scores = [zscores(rewards[m, :, m]) for m in range(num_rewards)]
-    divisor = correction_divisor(settings.correction, step.noise_scale, step.sigma_next, flow)
     chains = []
     for chain, row in enumerate(weights):
         direction = torch.zeros_like(means[chain])
@@ -211,10 +227,9 @@ def soup_step(denoise, score, step, means, weights, noises, fresh, ledger, index
             seen = (
                 noises
                 if chain == exemplars[m]
-                else soup_noises(noises, means[exemplars[m]], means[chain], divisor)
+                else soup_noises(noises, means[exemplars[m]], means[chain], context.soup_divisor)
             )
             direction += float(row[m]) * search_direction(exemplar_scores[m], seen)
-        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
-    per_reward = [noises.shape[0]] * num_rewards
-    ledger.record(index, per_reward, num_rewards * noises.shape[0], True)
-    return torch.stack(chains)
+        chains.append(shell_step(means[chain], context.step.noise_scale, direction, context.fresh))
+    cost = ([noises.shape[0]] * num_rewards, num_rewards * noises.shape[0], True)
+    return torch.stack(chains), cost
