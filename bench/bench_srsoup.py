@@ -29,13 +29,18 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # sampling_math never imports ComfyUI: load it as a top-level package
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support (the toy) and the harness's `multireward` alias
+import harness  # noqa: E402
 
-from sampling_math import ledger as costs  # noqa: E402
-from sampling_math import toy  # noqa: E402
-from sampling_math.guidance import GuidanceSettings, guided_sample  # noqa: E402
-from sampling_math.pareto import default_reference, hypervolume, per_weight_bias  # noqa: E402
-from sampling_math.weights import authors_three_reward_grid, simplex_grid  # noqa: E402
+harness.install_pack_alias()  # `multireward.*` without ComfyUI: sampling_math never imports it
+
+from support import toy  # noqa: E402
+from support.paper_costs import paper_srsoup_queries  # noqa: E402
+
+from multireward.sampling_math import ledger as costs  # noqa: E402
+from multireward.sampling_math.guidance import GuidanceSettings, guided_sample  # noqa: E402
+from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias  # noqa: E402
+from multireward.sampling_math.weights import authors_three_reward_grid, simplex_grid  # noqa: E402
 
 GRIDS = {
     "M2 L6": lambda: simplex_grid(2, 5),
@@ -127,7 +132,7 @@ def expected_counts(method: Method, weights: torch.Tensor, guided: int) -> tuple
 def paper_queries(method: Method, weights: torch.Tensor, guided: int) -> int:
     num_weights, num_rewards = weights.shape
     k = method.soup_steps if method.name == "sr" else 0
-    return costs.paper_srsoup_queries(method.candidates, guided, num_rewards, num_weights, k)
+    return paper_srsoup_queries(method.candidates, guided, num_rewards, num_weights, k)
 
 
 def summarise(setting, methods, results, weights, guided) -> list[dict]:

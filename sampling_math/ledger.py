@@ -82,19 +82,3 @@ def single_cost(num_rewards: int, candidates: int, guided_steps: int) -> tuple[i
     """Each reward guides its own chain alone (Algorithm 1 per reward)."""
     cost = candidates * num_rewards * guided_steps
     return cost, cost
-
-
-def paper_weighted_sum_queries(candidates: int, guided_steps: int, num_rewards: int, num_weights: int) -> int:
-    """Q_WS = N T_g M (L - M + 1) (the SRSoup paper)."""
-    return candidates * guided_steps * num_rewards * (num_weights - num_rewards + 1)
-
-
-def paper_srsoup_queries(
-    candidates: int, guided_steps: int, num_rewards: int, num_weights: int, soup_steps: int
-) -> int:
-    """Q_SR = N M (K + (T_g - K)(L - M + 1)) (the SRSoup paper)."""
-    return (
-        candidates
-        * num_rewards
-        * (soup_steps + (guided_steps - soup_steps) * (num_weights - num_rewards + 1))
-    )

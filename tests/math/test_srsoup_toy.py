@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from support import toy
 
-from multireward.sampling_math import toy
 from multireward.sampling_math.guidance import (
     GuidanceError,
     GuidanceSettings,

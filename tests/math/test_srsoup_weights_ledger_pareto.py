@@ -7,15 +7,9 @@ import math
 
 import pytest
 import torch
+from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
 
-from multireward.sampling_math.ledger import (
-    QueryLedger,
-    paper_srsoup_queries,
-    paper_weighted_sum_queries,
-    single_cost,
-    srsoup_cost,
-    weighted_sum_cost,
-)
+from multireward.sampling_math.ledger import QueryLedger, single_cost, srsoup_cost, weighted_sum_cost
 from multireward.sampling_math.pareto import (
     default_reference,
     hypervolume,

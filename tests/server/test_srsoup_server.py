@@ -9,11 +9,10 @@ import time
 import pytest
 from harness import PACK_ROOT
 from server_harness import ComfyServer, error_message
+from support.paper_costs import paper_srsoup_queries
 
 sys.path.insert(0, str(PACK_ROOT / "tests" / "srsoup"))
 from graphs import srsoup_graph
-
-from multireward.sampling_math.ledger import paper_srsoup_queries
 
 pytestmark = pytest.mark.server
 

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 from graphs import srsoup_graph
-
-from multireward.sampling_math.ledger import paper_srsoup_queries, paper_weighted_sum_queries
+from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
 
 
 def run_srsoup(comfy, **overrides):

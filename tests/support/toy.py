@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .ancestral import ancestral_step
-from .guidance import GuidanceSettings, guided_sample
-from .ledger import QueryLedger
+from multireward.sampling_math.ancestral import ancestral_step
+from multireward.sampling_math.guidance import GuidanceSettings, guided_sample
+from multireward.sampling_math.ledger import QueryLedger
 
 REWARD_KINDS = ("quadratic", "bump", "l1")
 
@@ -46,12 +46,6 @@ class GaussianMixture:
     @property
     def dim(self) -> int:
         return self.means.shape[1]
-
-    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Clean samples x0 [count, d]: a component by pi, then its Gaussian."""
-        picks = torch.multinomial(self.log_weights.exp(), count, replacement=True, generator=generator)
-        noise = torch.randn(count, self.dim, generator=generator, dtype=self.means.dtype)
-        return self.means[picks] + self.tau * noise
 
 
 def make_mixture(dim: int, components: int = 4, tau: float = 0.5, spread: float = 1.0, seed: int = 0):
