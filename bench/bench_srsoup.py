@@ -40,6 +40,7 @@ from support.paper_costs import paper_srsoup_queries  # noqa: E402
 from multireward.sampling_math import ledger as costs  # noqa: E402
 from multireward.sampling_math.guidance import GuidanceSettings, guided_sample  # noqa: E402
 from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias  # noqa: E402
+from multireward.sampling_math.report import planned_cost  # noqa: E402
 from multireward.sampling_math.weights import authors_three_reward_grid, simplex_grid  # noqa: E402
 
 GRIDS = {
@@ -114,7 +115,7 @@ def methods_for(weights: torch.Tensor, guided: int, candidates: int) -> list[Met
     methods += [Method("sr", candidates, k) for k in soup_steps]
     for fraction in CUT_FRACTIONS:
         k = round(fraction * guided)
-        budget = costs.srsoup_cost(weights, candidates, guided, k)[0]
+        budget = planned_cost(GuidanceSettings(weights, "srsoup", candidates, k), guided)[0]
         per_candidate = costs.weighted_sum_cost(weights, 1, guided)[0]
         methods.append(Method("ws-cut", max(2, budget // per_candidate), k))
     for fraction in VARIANT_FRACTIONS:
@@ -125,7 +126,7 @@ def methods_for(weights: torch.Tensor, guided: int, candidates: int) -> list[Met
 
 def expected_counts(method: Method, weights: torch.Tensor, guided: int) -> tuple[int, int]:
     if method.name == "sr":
-        return costs.srsoup_cost(weights, method.candidates, guided, method.soup_steps)
+        return planned_cost(GuidanceSettings(weights, "srsoup", method.candidates, method.soup_steps), guided)
     return costs.weighted_sum_cost(weights, method.candidates, guided)
 
 

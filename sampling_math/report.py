@@ -6,18 +6,14 @@ from __future__ import annotations
 import torch
 
 from .guidance import GuidanceSettings
-from .ledger import QueryLedger, single_cost, srsoup_cost, weighted_sum_cost
+from .ledger import QueryLedger, guidance_cost, weighted_sum_cost
 from .pareto import default_reference, hypervolume, non_dominated
 
 
 def planned_cost(settings: GuidanceSettings, guided_steps: int) -> tuple[int, int]:
     """(queries, look-ahead passes) the settings will spend: what the UI estimates before a run."""
-    weights = settings.chain_weights()
-    if settings.mode == "single":
-        return single_cost(settings.num_rewards, settings.candidates, guided_steps)
-    if settings.mode == "srsoup":
-        return srsoup_cost(weights, settings.candidates, guided_steps, settings.soup_steps)
-    return weighted_sum_cost(weights, settings.candidates, guided_steps)
+    soup_steps = settings.chain_soup_steps(guided_steps)
+    return guidance_cost(settings.chain_weights(), settings.candidates, guided_steps, soup_steps)
 
 
 def guided_report(
@@ -40,7 +36,8 @@ def guided_report(
         "weights": weights.tolist(),
         "scores": scores.tolist(),
         "candidates_N": settings.candidates,
-        "soup_steps_K": settings.soup_steps if settings.mode == "srsoup" else 0,
+        **schedule_fields(settings),
+        "chain_soup_steps": settings.chain_soup_steps(ledger.guided_steps),
         "correction": settings.correction,
         "seed": settings.seed,
         **ledger.as_dict(),
@@ -52,3 +49,17 @@ def guided_report(
         "reference_point": reference.tolist(),
         **extra,
     }
+
+
+def schedule_fields(settings: GuidanceSettings) -> dict:
+    """The soup schedule as set: K for the fixed one (0 outside srsoup mode), the two fractions for
+    the per-chain one; each chain's resulting K is in "chain_soup_steps"."""
+    if settings.mode == "srsoup" and settings.soup_schedule == "per_chain":
+        return {
+            "soup_schedule": "per_chain",
+            "soup_steps_K": None,
+            "soup_centre": settings.soup_centre,
+            "soup_edge": settings.soup_edge,
+        }
+    soup_steps = settings.soup_steps if settings.mode == "srsoup" else 0
+    return {"soup_schedule": "fixed", "soup_steps_K": soup_steps, "soup_centre": None, "soup_edge": None}

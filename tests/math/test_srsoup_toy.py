@@ -15,8 +15,9 @@ from multireward.sampling_math.guidance import (
     guided_sample,
     guided_step_indices,
 )
-from multireward.sampling_math.ledger import srsoup_cost, weighted_sum_cost
+from multireward.sampling_math.ledger import weighted_sum_cost
 from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
+from multireward.sampling_math.report import planned_cost
 from multireward.sampling_math.weights import simplex_grid
 
 FORMS = pytest.mark.parametrize("flow", [False, True], ids=["ve", "flow"])
@@ -158,7 +159,7 @@ def test_counted_queries_equal_the_formulas_and_what_the_rewards_saw(flow, mode,
     problem = toy.make_problem(16, flow=flow)
     run = toy.run_toy(problem, settings(mode, soup_steps=soup_steps, candidates=5), steps=10, seed=0)
     guided = 9  # the last of 10 steps has no noise and is never guided
-    queries, passes = srsoup_cost(GRID6, 5, guided, soup_steps)
+    queries, passes = planned_cost(settings(mode, soup_steps=soup_steps, candidates=5), guided)
     assert (run.ledger.queries, run.ledger.lookahead_passes) == (queries, passes)
     assert run.ledger.queries == 5 * 2 * (
         soup_steps + (guided - soup_steps) * 5
