@@ -242,18 +242,27 @@ def guided_step(context: StepContext, souping: list[bool]) -> tuple[torch.Tensor
     needed = weights[querying] > 0
     rewards = context.lookahead_scores(means[querying], needed)  # [Q, N, M], in `querying` order
     own_rewards = dict(zip(querying, rewards, strict=True))
+    zscored: dict[tuple[int, int], torch.Tensor] = {}  # an exemplar's z-scores serve every soup
+
+    def own_zscores(chain: int, reward: int) -> torch.Tensor:
+        if (chain, reward) not in zscored:
+            zscored[chain, reward] = zscores(own_rewards[chain][:, reward])
+        return zscored[chain, reward]
+
     exemplars = exemplar_indices(weights) if any(souping) else []
     chains = []
-    for chain, row in enumerate(weights):
+    for chain, row in enumerate(weights.tolist()):
         direction = torch.zeros_like(means[chain])
-        for m in torch.nonzero(row > 0).flatten().tolist():
+        for m, weight in enumerate(row):
+            if weight <= 0:
+                continue  # a reward of weight 0 is never queried nor used
             if souping[chain]:
                 exemplar = exemplars[m]
-                scores = zscores(own_rewards[exemplar][:, m])
+                scores = own_zscores(exemplar, m)
                 seen = soup_noises(noises, means[exemplar], means[chain], context.soup_divisor)
             else:
-                scores, seen = zscores(own_rewards[chain][:, m]), noises
-            direction += float(row[m]) * search_direction(scores, seen)
+                scores, seen = own_zscores(chain, m), noises
+            direction += weight * search_direction(scores, seen)
         chains.append(shell_step(means[chain], context.step.noise_scale, direction, context.fresh))
     num = noises.shape[0]
     support = (weights > 0).sum(dim=1).tolist()
