@@ -109,6 +109,17 @@ class ToyProblem:
     def dim(self) -> int:
         return self.mixture.dim
 
+    @property
+    def device(self) -> torch.device:
+        return self.mixture.means.device
+
+    def to(self, device: str | torch.device) -> ToyProblem:
+        """The same problem with its tensors on `device` (the benchmark runs big tables on a GPU)."""
+        mixture = GaussianMixture(
+            self.mixture.means.to(device), self.mixture.log_weights.to(device), self.mixture.tau
+        )
+        return ToyProblem(mixture, self.targets.to(device), self.kinds, self.flow, self.width)
+
     def denoise(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         return exact_denoiser(self.mixture, x, float(sigma), self.flow)
 
@@ -119,9 +130,11 @@ class ToyProblem:
 
     def score(self, lookahead: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
         """The Scorer of guided_sample: only needed (image, reward) pairs are computed and counted."""
-        out = torch.full((lookahead.shape[0], self.num_rewards), float("nan"), dtype=torch.float64)
+        out = torch.full(
+            (lookahead.shape[0], self.num_rewards), float("nan"), dtype=torch.float64, device=lookahead.device
+        )
         for m, kind in enumerate(self.kinds):
-            rows = torch.nonzero(needed[:, m]).flatten()
+            rows = torch.nonzero(needed[:, m]).flatten().to(lookahead.device)
             if len(rows):
                 out[rows, m] = reward_values(kind, lookahead[rows], self.targets[m], self.width)
             self.images_scored[m] += len(rows)
@@ -176,7 +189,7 @@ def sigma_schedule(steps: int, flow: bool, sigma_max: float = 20.0, sigma_min: f
 def initial_latent(problem: ToyProblem, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
     """x_T [1, 1, 1, d]: sigma_max * eps (k-diffusion) or eps (flow, sigma = 1)."""
     generator = torch.Generator().manual_seed(int(seed))
-    eps = torch.randn(1, 1, 1, problem.dim, generator=generator)
+    eps = torch.randn(1, 1, 1, problem.dim, generator=generator).to(problem.device)
     return eps if problem.flow else float(sigmas[0]) * eps
 
 
