@@ -11,7 +11,7 @@ import torch
 from support import toy
 
 from multireward.sampling_math.guidance import GuidanceError, GuidanceSettings, guided_sample
-from multireward.sampling_math.report import planned_cost
+from multireward.sampling_math.report import guided_report, planned_cost
 from multireward.sampling_math.soup_schedule import distance_to_one_hot, per_chain_soup_steps
 from multireward.sampling_math.weights import authors_three_reward_grid, simplex_grid
 
@@ -194,3 +194,19 @@ def test_bad_schedules_fail_before_any_model_work(overrides, message):
             flow=False,
         )
     assert calls == []
+
+
+def test_report_names_the_schedule_and_each_chains_k_and_queries():
+    problem = toy.make_problem(16)
+    settings = per_chain(GRID6, 0.0, 1.0)
+    result = run(problem, settings)
+    report = guided_report(settings, result.ledger, result.rewards, ["a", "b"])
+    assert report["soup_schedule"] == "per_chain" and report["soup_steps_K"] is None
+    assert (report["soup_centre"], report["soup_edge"]) == (0.0, 1.0)
+    assert report["chain_soup_steps"] == [0, 5, 2, 2, 5, 0]
+    # each chain queries both rewards on its own candidates after its soup: 5 * 2 * (9 - K)
+    assert report["queries_per_chain"] == [45, 40, 70, 70, 40, 45] == result.ledger.queries_per_chain
+    assert sum(report["queries_per_chain"]) == report["queries"] == sum(result.images_scored)
+    plain = guided_report(fixed(GRID6, 4), run(problem, fixed(GRID6, 4)).ledger, result.rewards, ["a", "b"])
+    assert (plain["soup_schedule"], plain["soup_steps_K"], plain["soup_centre"]) == ("fixed", 4, None)
+    assert plain["chain_soup_steps"] == [0, 4, 4, 4, 4, 0]
