@@ -235,6 +235,10 @@ def test_soups_for_all_steps_bias_the_front_more_than_for_a_few():
         ({"correction": "half"}, r"correction: unknown 'half'"),
         ({"guided_start": 5, "guided_end": 5}, r"guided steps: end \(5\) must be after start \(5\)"),
         ({"weights": torch.tensor([[1.0, 0.0]], dtype=torch.float64)}, r"at least one weight row per reward"),
+        ({"soup_schedule": "by_luck"}, r"soup_schedule: unknown 'by_luck'; allowed: fixed, per_chain"),
+        ({"soup_centre": 1.5}, r"soup_centre is 1.5; give a fraction of the guided steps from 0 to 1"),
+        ({"soup_edge": float("nan")}, r"soup_edge is nan; give a fraction"),
+        ({"soup_schedule": "per_chain", "weights": GRID6[1:]}, r"no one-hot row for reward 1"),
     ],
 )
 def test_bad_settings_fail_before_any_model_work(overrides, message):
