@@ -13,6 +13,10 @@ targets of issue 5. `--markdown FILE --block NAME` rewrites that results block o
 
 Quick (a few minutes on 2 cores):  python bench/bench_srsoup.py
 Full (about an hour on 2 cores):   python bench/bench_srsoup.py --full
+
+`python bench/bench_srsoup.py schedule --help`: the soup schedule study (issue 14), fixed K against
+per-chain K at matched query budgets, from tables of every (row, K) per seed; see the section
+"Fixed K against per-chain K" of docs/srsoup_benchmark.md for the commands and what they found.
 """
 
 from __future__ import annotations
