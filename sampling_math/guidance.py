@@ -50,8 +50,10 @@ class GuidanceSettings:
     candidates: int = 30  # N: reward queries per chain per step
     soup_steps: int = 20  # fixed schedule: every chain soups for the first K guided steps
     soup_schedule: str = "fixed"  # or "per_chain": K by where each chain's row sits
-    soup_centre: float = 0.4  # per_chain: K of a row at the centroid, as a fraction of the guided steps
-    soup_edge: float = 1.0  # per_chain: K of a row next to a one-hot row, as a fraction of the guided steps
+    # per_chain: K of a row at the centroid and of a row next to a one-hot row, as fractions of the
+    # guided steps; (0.05, 0.8) is what bench_srsoup.py schedule found safe on every toy it could be
+    soup_centre: float = 0.05
+    soup_edge: float = 0.8
     guided_start: int = 0  # first guided step index
     guided_end: int | None = None  # one past the last guided step index (None: to the end)
     correction: str = "divided_by_s"
