@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,6 +253,7 @@ class LocalRayServe:
         except ProcessLookupError:
             pass
         self._log.close()
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 def pid_alive(pid: int) -> bool:
