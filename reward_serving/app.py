@@ -20,6 +20,7 @@ import hmac
 import io
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,7 +135,7 @@ class RewardDeployment:
 
     def score_groups(self, queries: list[ImageQuery]) -> list[float]:
         """One reward call per (prompt, image size) group; scores back in the queries' order."""
-        logger.info("batch of %d images", len(queries))
+        started = time.perf_counter()
         groups: dict[tuple, list[int]] = {}
         for index, query in enumerate(queries):
             groups.setdefault((query.prompt, tuple(query.image.shape)), []).append(index)
@@ -143,6 +144,7 @@ class RewardDeployment:
             batch = torch.stack([queries[index].image for index in indices])
             for index, score in zip(indices, self.reward.score(batch, prompt).tolist(), strict=True):
                 scores[index] = score
+        logger.info("batch of %d images in %.1f ms", len(queries), 1000 * (time.perf_counter() - started))
         return scores
 
 

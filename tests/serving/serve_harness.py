@@ -37,7 +37,7 @@ ACCESS_LINE = re.compile(r"^(GET|POST) (\S+) (\d{3}) ([\d.]+)ms$")
 PROXY_LINE = re.compile(r" -- (GET|POST) (\S+) (\d{3}) ([\d.]+)ms$")
 SCORED_LINE = re.compile(r"^scored (\d+) images$")
 STARTED_LINE = re.compile(r"^scoring (\d+) images$")
-BATCH_LINE = re.compile(r"^batch of (\d+) images$")
+BATCH_LINE = re.compile(r"^batch of (\d+) images in ([\d.]+) ms$")
 
 
 def application(name: str, replicas: int = 1, cpus: float = 0.25, **args) -> dict:
@@ -70,6 +70,8 @@ class ReplicaLog:
     answered: list = field(default_factory=list)
     #: Images in each forward (serve.batch gathers them from every request in flight).
     batches: list = field(default_factory=list)
+    #: Milliseconds each of those forwards took (preprocessing included).
+    batch_ms: list = field(default_factory=list)
 
     @property
     def in_flight(self) -> set:
@@ -105,6 +107,7 @@ def read_replica_log(path: Path) -> ReplicaLog | None:
             record.scored[request] = int(match.group(1))
         elif match := BATCH_LINE.match(message):
             record.batches.append(int(match.group(1)))
+            record.batch_ms.append(float(match.group(2)))
         elif match := ACCESS_LINE.match(message):
             method, route, status, ms = match.groups()
             record.answered.append((method, route, int(status), float(ms)))
