@@ -131,30 +131,37 @@ def throughput_rows(serve, judge_path: Path, images: torch.Tensor, repeats: int)
 
 
 def srsoup_seconds(tiny_sd15, rewards, steps: int, candidates: int, seed: int) -> tuple[float, int]:
-    import comfy.sample
-    import comfy.samplers
+    import comfy.utils
 
-    from multireward.comfy_adapter.guidance import RewardPanel, SRSoupSampler
+    from multireward.comfy_adapter.srsoup import sample_front
     from multireward.sampling_math.guidance import GuidanceSettings
     from multireward.sampling_math.weights import resolve_weights
 
+    comfy.utils.PROGRESS_BAR_ENABLED = False
     model, clip, vae = tiny_sd15
     settings = GuidanceSettings(
         weights=resolve_weights("", 2, 3), mode="srsoup", candidates=candidates, soup_steps=1, seed=seed
     )
-    sampler = SRSoupSampler(RewardPanel(rewards, vae, PROMPT), settings)
     positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    latent = torch.zeros(1, 4, 8, 8)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(4.0)
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps).cpu()
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
     started = time.perf_counter()
     with torch.inference_mode():
-        noise = comfy.sample.prepare_noise(latent, seed)
-        guider.sample(noise, latent, sampler, sigmas, disable_pbar=True, seed=seed)
-    return time.perf_counter() - started, sampler.last_run.ledger.queries
+        _, report = sample_front(
+            model,
+            positive,
+            negative,
+            latent,
+            vae,
+            rewards,
+            PROMPT,
+            settings,
+            seed=seed,
+            steps=steps,
+            cfg=4.0,
+            scheduler="normal",
+        )
+    return time.perf_counter() - started, report["queries"]
 
 
 def srsoup_rows(serve, judge_path: Path, steps: int, candidates: int, repeats: int) -> list[tuple]:
