@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 
@@ -131,37 +132,16 @@ def throughput_rows(serve, judge_path: Path, images: torch.Tensor, repeats: int)
 
 
 def srsoup_seconds(tiny_sd15, rewards, steps: int, candidates: int, seed: int) -> tuple[float, int]:
-    import comfy.utils
+    from bench_srsoup_tiny import run_once
 
-    from multireward.comfy_adapter.srsoup import sample_front
     from multireward.sampling_math.guidance import GuidanceSettings
     from multireward.sampling_math.weights import resolve_weights
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    model, clip, vae = tiny_sd15
     settings = GuidanceSettings(
         weights=resolve_weights("", 2, 3), mode="srsoup", candidates=candidates, soup_steps=1, seed=seed
     )
-    positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
-    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
-    latent = {"samples": torch.zeros(1, 4, 8, 8)}
-    started = time.perf_counter()
-    with torch.inference_mode():
-        _, report = sample_front(
-            model,
-            positive,
-            negative,
-            latent,
-            vae,
-            rewards,
-            PROMPT,
-            settings,
-            seed=seed,
-            steps=steps,
-            cfg=4.0,
-            scheduler="normal",
-        )
-    return time.perf_counter() - started, report["queries"]
+    report, seconds = run_once(*tiny_sd15, rewards, settings, steps, seed, size=64, prompt=PROMPT)
+    return seconds, report["queries"]
 
 
 def srsoup_rows(serve, judge_path: Path, steps: int, candidates: int, repeats: int) -> list[tuple]:
