@@ -62,8 +62,6 @@ class ReplicaLog:
     replica: str
     pid: int
     ready: bool = False
-    #: request_id -> images, for requests the replica started scoring.
-    started: dict = field(default_factory=dict)
     #: request_id -> images, for requests it finished scoring.
     scored: dict = field(default_factory=dict)
     #: Serve's access log: (method, route, status, milliseconds) per answered request.
@@ -72,10 +70,6 @@ class ReplicaLog:
     batches: list = field(default_factory=list)
     #: Milliseconds each of those forwards took (preprocessing included).
     batch_ms: list = field(default_factory=list)
-
-    @property
-    def in_flight(self) -> set:
-        return set(self.started) - set(self.scored)
 
     @property
     def images(self) -> int:
@@ -101,8 +95,6 @@ def read_replica_log(path: Path) -> ReplicaLog | None:
         request = entry.get("request_id")
         if message == "Finished initializing replica.":
             record.ready = True
-        elif match := STARTED_LINE.match(message):
-            record.started[request] = int(match.group(1))
         elif match := SCORED_LINE.match(message):
             record.scored[request] = int(match.group(1))
         elif match := BATCH_LINE.match(message):
@@ -112,6 +104,47 @@ def read_replica_log(path: Path) -> ReplicaLog | None:
             method, route, status, ms = match.groups()
             record.answered.append((method, route, int(status), float(ms)))
     return record
+
+
+class ReplicaTail:
+    """A replica's log read incrementally: the requests it has begun and not finished."""
+
+    def __init__(self, replica: ReplicaLog, path: Path):
+        self.replica, self.path = replica, path
+        self.offset, self.open, self.requests_seen = 0, set(), 0
+
+    def kill_if_in_flight(self) -> bool:
+        if not pid_alive(self.replica.pid):
+            return False
+        os.kill(self.replica.pid, signal.SIGSTOP)  # frozen: nothing it holds can finish now
+        try:
+            self._read_new_lines()
+        except BaseException:
+            os.kill(self.replica.pid, signal.SIGCONT)
+            raise
+        if self.open:
+            os.kill(self.replica.pid, signal.SIGKILL)
+            return True
+        os.kill(self.replica.pid, signal.SIGCONT)
+        return False
+
+    def _read_new_lines(self) -> None:
+        with open(self.path, "rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            message, request = entry.get("message", ""), entry.get("request_id")
+            if STARTED_LINE.match(message):
+                self.open.add(request)
+                self.requests_seen += 1
+            elif SCORED_LINE.match(message):
+                self.open.discard(request)
 
 
 class LocalRayServe:
@@ -219,21 +252,30 @@ class LocalRayServe:
                     answered.append((match.group(1), int(match.group(3))))
         return answered
 
-    def kill_replica_mid_request(self, app: str, timeout: float = 120.0) -> ReplicaLog:
-        """SIGKILL a replica of `app` while it holds a scoring request. The replica is frozen
-        (SIGSTOP) while its log is read, so the request seen in flight is still in flight when it
-        dies; between tries it runs on."""
+    def kill_replica_mid_request(self, app: str, still_running, timeout: float = 120.0) -> ReplicaLog:
+        """SIGKILL a replica of `app` while it holds a scoring request. Each try freezes a replica
+        (SIGSTOP) and reads what its log gained since the last try: a request it began scoring and
+        has not finished is still in flight when it dies. Tries are milliseconds apart (a tiny
+        judge answers in tens of milliseconds). `still_running()` says whether the run that sends
+        the requests goes on."""
+        tails: dict[str, ReplicaTail] = {}
         deadline = time.monotonic() + timeout
+        checked_run = 0.0
         while time.monotonic() < deadline:
-            for replica in self.replicas(app, alive_only=True):
-                os.kill(replica.pid, signal.SIGSTOP)
-                frozen = read_replica_log(self._log_file(replica))
-                if frozen.in_flight:
-                    os.kill(replica.pid, signal.SIGKILL)
-                    return frozen
-                os.kill(replica.pid, signal.SIGCONT)
-            time.sleep(0.02)
-        raise TimeoutError(f"no replica of '{app}' held a request within {timeout} s")
+            if time.monotonic() - checked_run > 0.5:
+                if not still_running():
+                    break
+                checked_run = time.monotonic()
+                for replica in self.replicas(app, alive_only=True):
+                    tails.setdefault(replica.replica, ReplicaTail(replica, self._log_file(replica)))
+            for tail in tails.values():
+                if tail.kill_if_in_flight():
+                    return tail.replica
+            time.sleep(0.005)
+        started = {tail.replica.replica: tail.requests_seen for tail in tails.values()}
+        raise TimeoutError(
+            f"no replica of '{app}' was caught holding a request; requests it began: {started}"
+        )
 
     def _log_file(self, replica: ReplicaLog) -> Path:
         return next(self.logs_dir().glob(f"replica_{replica.app}_*_{replica.replica}.log"))

@@ -160,6 +160,10 @@ def run_report(server, graph) -> dict:
     return saved_report(server, server.run(with_saved_report(graph)))
 
 
+def finished(server, prompt_id: str) -> bool:
+    return prompt_id in server.get(f"/history/{prompt_id}")
+
+
 def images_scored(ray_serve) -> dict:
     """Images each application's replicas scored, from their own logs."""
     return {app: sum(r.images for r in ray_serve.replicas(app)) for app in ("hpsv2", "pickscore")}
@@ -178,6 +182,11 @@ def test_health_route_and_a_bad_request(server, ray_serve):
     with urllib.request.urlopen(ray_serve.url("hpsv2"), timeout=10) as response:
         health = json.loads(response.read())
     assert health["status"] == "ok" and health["reward"] == "hpsv2"
+    base = ray_serve.url("")  # Serve's own routes, as docs/serving.md shows them
+    with urllib.request.urlopen(base + "-/routes", timeout=10) as response:
+        assert {"/hpsv2", "/pickscore"} <= set(json.loads(response.read()))
+    with urllib.request.urlopen(base + "-/healthz", timeout=10) as response:
+        assert response.status == 200
     request = urllib.request.Request(ray_serve.url("hpsv2"), data=b"{not json", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
@@ -212,7 +221,7 @@ def test_killing_a_replica_mid_run_loses_no_score(server, ray_serve, local_repor
     # Other retry settings than the parity run, so ComfyUI runs the graph again instead of caching it.
     status, body = server.queue_prompt(with_saved_report(remote_graph(ray_serve, retries=4, backoff_s=0.25)))
     assert status == 200, body
-    killed = ray_serve.kill_replica_mid_request("hpsv2")
+    killed = ray_serve.kill_replica_mid_request("hpsv2", lambda: not finished(server, body["prompt_id"]))
     report = saved_report(server, server.wait_for(body["prompt_id"]))
 
     assert report["queries"] == local_report["queries"] == QUERIES
