@@ -54,6 +54,11 @@ class ServingSettings:
 
         if self.reward not in REWARDS:
             raise SettingsError(f"args.reward: unknown reward '{self.reward}'; allowed: {', '.join(REWARDS)}")
+        if REWARDS[self.reward].needs_checkpoint and not self.weights_file:
+            raise SettingsError(
+                f"args.weights_file: reward '{self.reward}' needs a checkpoint file "
+                f"(e.g. {REWARDS[self.reward].expected_file}) in rewards_dir"
+            )
         if self.dtype not in DTYPE_NAMES:
             raise SettingsError(f"args.dtype: '{self.dtype}' is not one of {', '.join(DTYPE_NAMES)}")
         if self.max_batch_size < 1:

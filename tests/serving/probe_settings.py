@@ -22,7 +22,7 @@ def check_config(path: str, rewards_dir: str) -> list[dict]:
         module, attribute = app.import_path.split(":")
         builder = getattr(importlib.import_module(module), attribute)
         # The config's own args, with a rewards_dir that exists here.
-        settings = ServingSettings.from_args({**app.args, "rewards_dir": rewards_dir, "weights_file": ""})
+        settings = ServingSettings.from_args({**app.args, "rewards_dir": rewards_dir})
         applications.append(
             {
                 "name": app.name,
@@ -54,8 +54,9 @@ def main() -> None:
                     "errors": {
                         "unknown_arg": error_of({"reward": "hpsv2", "weight_file": "x.pt"}),
                         "unknown_reward": error_of({"reward": "hpsv3"}),
-                        "wrong_type": error_of({"reward": "hpsv2", "max_batch_size": "16"}),
-                        "bad_dtype": error_of({"reward": "hpsv2", "dtype": "fp8"}),
+                        "wrong_type": error_of({"reward": "colorfulness", "max_batch_size": "16"}),
+                        "bad_dtype": error_of({"reward": "hpsv2", "weights_file": "x.pt", "dtype": "fp8"}),
+                        "no_checkpoint": error_of({"reward": "pickscore"}),
                         "outside": error_of(
                             {
                                 "reward": "hpsv2",

@@ -49,6 +49,7 @@ def test_wrong_args_fail_the_build_naming_the_argument(probed):
     assert "unknown reward 'hpsv3'" in errors["unknown_reward"] and "pickscore" in errors["unknown_reward"]
     assert errors["wrong_type"] == "args.max_batch_size: expected int, got '16'"
     assert "args.dtype: 'fp8'" in errors["bad_dtype"]
+    assert "args.weights_file: reward 'pickscore' needs a checkpoint file" in errors["no_checkpoint"]
     assert "args.weights_file: '../secret.pt' lies outside rewards_dir" in errors["outside"]
     assert "args.weights_file: no file 'nope.pt'" in errors["missing"]
     assert errors["inside"] == ""
