@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int):
+def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int, prompt: str = ""):
     import comfy.utils
 
     from multireward.comfy_adapter.srsoup import sample_front
@@ -41,7 +41,7 @@ def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: i
             latent,
             vae,
             rewards,
-            "",
+            prompt,
             settings,
             seed=seed,
             steps=steps,
