@@ -80,3 +80,16 @@ def test_sampling_maths_never_imports_comfyui():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_pyproject_declares_a_comfyui_range_that_admits_every_test_host():
+    """Read by ComfyUI's own pyproject parser (what Manager and the registry see)."""
+    import comfy_hosts
+    from comfy_config.config_parser import extract_node_configuration
+    from packaging.specifiers import SpecifierSet
+
+    declared = SpecifierSet(
+        extract_node_configuration(str(harness.PACK_ROOT)).project.supported_comfyui_version
+    )
+    assert f">={comfy_hosts.OLDEST}" in {str(clause) for clause in declared}, declared
+    assert all(declared.contains(version) for version in comfy_hosts.VERSIONS), declared
