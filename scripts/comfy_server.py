@@ -110,8 +110,16 @@ class ComfyServer:
         """The ComfyUI and frontend versions this server runs."""
         return HOST.describe(self.front_end_root)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log(self, since: int = 0) -> str:
+        """The server's log from byte `since` on (a `log_size()` taken earlier)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
