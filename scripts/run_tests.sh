@@ -8,6 +8,7 @@
 # so on two cores the second run mostly fills the idle core. The 0.3.75 output follows the 0.33.0 run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset MULTIREWARD_HOST # each command below names its host; unset, the primary one
 
 logs="$(mktemp -d)"
 # A failure stops whatever still runs in the background.
