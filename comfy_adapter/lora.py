@@ -25,7 +25,9 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 import torch
-from comfy.model_patcher import LowVramPatch, get_key_weight, string_to_seed
+from comfy.model_patcher import LowVramPatch, get_key_weight
+
+from .compat import string_to_seed
 
 LORAS_FOLDER = "loras"
 

@@ -4,6 +4,7 @@ with the tiny checkpoint in place of the standard one."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
@@ -19,6 +20,9 @@ from example_workflows import LORA_A, LORA_B
 
 pytestmark = pytest.mark.server
 
+#: A warning or deprecation notice in the server log, in any of the forms Python's logging and
+#: warnings modules print them.
+WARNING_LINE = re.compile(r"warn|deprecat", re.IGNORECASE)
 EXAMPLES = sorted(path.stem for path in (PACK_ROOT / "example_workflows").glob("*.json"))
 #: Even smaller than the demo's CPU settings: the suite runs every example.
 TEST_SETTINGS = {
@@ -73,7 +77,11 @@ def test_example_runs_on_a_real_server(server, name):
         == 1
     )
     scale_down(workflow, server.object_info, TEST_SETTINGS)
+    log_start = server.log_size()
     entry = server.run(ui_to_api(workflow, server.object_info), timeout=900)
     assert entry["status"]["status_str"] == "success", error_message(entry)
     saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
     assert saved, f"{name} saved or previewed no image"
+    # Users read any warning printed while their workflow runs as the pack being broken.
+    warnings = [line for line in server.log(since=log_start).splitlines() if WARNING_LINE.search(line)]
+    assert not warnings, f"{name} logged warnings:\n" + "\n".join(warnings)
