@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from install_host import DEFAULT_HOST, HOST_TORCH, PACK_ROOT
+from comfy_hosts import PRIMARY, Host
+from install_host import HOST_TORCH, PACK_ROOT
 
 DEFAULT_VENV = PACK_ROOT / ".host" / "ray-venv"
-HOST_PYTHON = DEFAULT_HOST / "venv" / "bin" / "python"
+# The primary test host's venv: its torch stack is the one the Ray venv hard-links.
+HOST_PYTHON = Host(PRIMARY).python
 SERVING_REQUIREMENTS = PACK_ROOT / "reward_serving" / "requirements.txt"
 # The Ray release the serving tests were written against (they read its JSON replica logs).
 TESTED_RAY = "ray[serve]==2.60.0"

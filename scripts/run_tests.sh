@@ -20,6 +20,10 @@ python3 scripts/install_host.py 0.33.0
 wait "$oldest_install" || { cat "$logs/install-0.3.75.log"; exit 1; }
 grep '^\[install_host\]' "$logs/install-0.3.75.log"
 
+# Ray Serve for the serving tests (tests/serving), in its own venv: the ComfyUI venvs never see Ray.
+# It hard-links the primary host's torch, so it comes after that host.
+python3 scripts/install_ray.py
+
 # The browser tests drive Debian's chromium (never a browser downloaded by playwright).
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -44,8 +48,9 @@ run_on() {
   MULTIREWARD_HOST="$version" "$(host_python "$version")" -m pytest "$@"
 }
 
-# Maths never imports ComfyUI and the browser tier is the frontend's: both run on 0.33.0 only.
-run_on 0.3.75 -m "not browser" --ignore=tests/math "$@" >"$logs/0.3.75.log" 2>&1 &
+# Maths never imports ComfyUI, the browser tier is the frontend's and the serving tier Ray's: they
+# run on 0.33.0 only.
+run_on 0.3.75 -m "not browser and not serving" --ignore=tests/math "$@" >"$logs/0.3.75.log" 2>&1 &
 oldest_run=$!
 status=0
 run_on 0.33.0 "$@" 2>&1 | tee "$logs/0.33.0.log" || status=1
