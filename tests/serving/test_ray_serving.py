@@ -23,9 +23,8 @@ from reward_references import hps_tiny_model_and_transform
 from safetensors.torch import save_file
 from serve_harness import LocalRayServe, application
 from server_harness import SERVER_TEST_PACK, error_message
+from support.paper_costs import paper_srsoup_queries
 from test_reward_parity import contiguous, tiny_pickscore_model
-
-from multireward.sampling_math.ledger import paper_srsoup_queries
 
 pytestmark = [pytest.mark.serving, pytest.mark.server]
 
