@@ -308,6 +308,17 @@ def default_sr(row) -> bool:
     return row["method"].name == "sr" and row["method"].correction == "divided_by_s"
 
 
+def srsoup_at_budget(rows: list[dict], cut: dict) -> dict:
+    """The default SRSoup row whose K set the budget of a cut weighted-sum row."""
+    return next(
+        x
+        for x in rows
+        if x["setting"] == cut["setting"]
+        and default_sr(x)
+        and x["method"].soup_steps == cut["method"].soup_steps
+    )
+
+
 def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     """(target, passed, detail) for each of issue 5's toy targets."""
     checks = []
@@ -330,13 +341,7 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     for r in rows:
         if r["method"].name != "ws-cut" or r["setting"].dim < 1024:
             continue
-        sr = next(
-            x
-            for x in rows
-            if x["setting"] == r["setting"]
-            and default_sr(x)
-            and x["method"].soup_steps == r["method"].soup_steps
-        )
+        sr = srsoup_at_budget(rows, r)
         checks.append(
             (
                 f"{r['setting'].label} K={sr['method'].soup_steps}: SRSoup HV > WS at its budget "
@@ -405,13 +410,7 @@ def cut_table(rows: list[dict]) -> str:
         "|" + "---|" * 7,
     ]
     for cut in (r for r in rows if r["method"].name == "ws-cut"):
-        sr = next(
-            x
-            for x in rows
-            if x["setting"] == cut["setting"]
-            and default_sr(x)
-            and x["method"].soup_steps == cut["method"].soup_steps
-        )
+        sr = srsoup_at_budget(rows, cut)
         lines.append(
             f"| {cut['setting'].label} | {sr['method'].soup_steps} | {sr['queries']} / {cut['queries']} | "
             f"{sr['hv_ratio']:.3f} | {cut['hv_ratio']:.3f} | {sr['hv_ratio_all']:.3f} | {cut['hv_ratio_all']:.3f} |"
