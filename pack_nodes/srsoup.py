@@ -316,25 +316,6 @@ def run_ui(report: dict) -> dict:
     return {**ui.PreviewText(summary(report)).as_dict(), "multireward_run": (numbers,)}
 
 
-def summary(report: dict) -> str:
-    lines = [
-        f"{report['mode']}: {len(report['weights'])} images, N = {report['candidates_N']}, {schedule_text(report)}",
-        f"reward queries: {report['queries']} (weighted sum: {report['weighted_sum_queries']}"
-        + (f", {report['query_saving']:.2f}x fewer)" if report["query_saving"] else ")"),
-        f"in all, with the final scoring: {report['total_queries']} queries (guidance {report['queries']} + "
-        f"{report['final_scoring_queries']}: each image once by every reward); per judge: "
-        + ", ".join(str(q) for q in report["total_queries_per_reward"]),
-        f"look-ahead passes: {report['lookahead_passes']} (weighted sum: {report['weighted_sum_lookahead_passes']})",
-        f"hypervolume: {report['hypervolume']:.4g} (reference {[round(v, 4) for v in report['reference_point']]})",
-        f"time: {report['seconds']:.1f} s",
-        "weights -> scores (" + ", ".join(report["rewards"]) + "):",
-    ]
-    for row, scores, note in zip(report["weights"], report["scores"], chain_notes(report), strict=True):
-        weights, values = ", ".join(f"{w:.2f}" for w in row), ", ".join(f"{s:.4f}" for s in scores)
-        lines.append(f"  {weights}  ->  {values}{note}")
-    return "\n".join(lines)
-
-
 def schedule_text(report: dict) -> str:
     """The soup schedule as it ran: the fixed K, or the per-chain fractions."""
     if report["soup_schedule"] == "per_chain":
@@ -353,6 +334,25 @@ def chain_notes(report: dict) -> list[str]:
         f"   (K = {k}, {queries} queries)"
         for k, queries in zip(report["chain_soup_steps"], report["queries_per_chain"], strict=True)
     ]
+
+
+def summary(report: dict) -> str:
+    lines = [
+        f"{report['mode']}: {len(report['weights'])} images, N = {report['candidates_N']}, {schedule_text(report)}",
+        f"reward queries: {report['queries']} (weighted sum: {report['weighted_sum_queries']}"
+        + (f", {report['query_saving']:.2f}x fewer)" if report["query_saving"] else ")"),
+        f"in all, with the final scoring: {report['total_queries']} queries (guidance {report['queries']} + "
+        f"{report['final_scoring_queries']}: each image once by every reward); per judge: "
+        + ", ".join(str(q) for q in report["total_queries_per_reward"]),
+        f"look-ahead passes: {report['lookahead_passes']} (weighted sum: {report['weighted_sum_lookahead_passes']})",
+        f"hypervolume: {report['hypervolume']:.4g} (reference {[round(v, 4) for v in report['reference_point']]})",
+        f"time: {report['seconds']:.1f} s",
+        "weights -> scores (" + ", ".join(report["rewards"]) + "):",
+    ]
+    for row, scores, note in zip(report["weights"], report["scores"], chain_notes(report), strict=True):
+        weights, values = ", ".join(f"{w:.2f}" for w in row), ", ".join(f"{s:.4f}" for s in scores)
+        lines.append(f"  {weights}  ->  {values}{note}")
+    return "\n".join(lines)
 
 
 NODES = [SRSoupKSampler, SRSoupSamplerNode, SRSoupReport]
