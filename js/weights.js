@@ -181,11 +181,6 @@ export function weightedSumCost(rows, candidates, guided) {
     return guidanceCost(rows, candidates, guided);
 }
 
-// sampling_math/report.py planned_cost, for the chain rows (chain_weights).
-export function plannedCost({ rows, candidates, guided, ...schedule }) {
-    return guidanceCost(rows, candidates, guided, chainSoupSteps({ rows, guided, ...schedule }));
-}
-
 // Everything the node shows before a run, or the first problem the server would refuse the
 // settings for (same words as sampling_math/guidance.py validate_settings).
 export function estimate(settings) {
@@ -218,6 +213,7 @@ export function estimate(settings) {
     }
     const guided = guidedSteps(steps, guidedStart, guidedEnd);
     const chainRows = mode === "single" ? oneHotRows(numRewards) : rows;
+    // report.py planned_cost: the chain rows (chain_weights), each with its own K.
     const chainSteps = chainSoupSteps({ rows: chainRows, guided, ...schedule });
     const [queries, passes] = guidanceCost(chainRows, candidates, guided, chainSteps);
     // The report's baseline is weighted sum over all rows (report.py guided_report).
