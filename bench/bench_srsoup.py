@@ -115,8 +115,11 @@ def run_one(task):
     return run.rewards, run.ledger.queries, run.ledger.lookahead_passes, sum(run.images_scored), run.seconds
 
 
-def methods_for(weights: torch.Tensor, guided: int, candidates: int) -> list[Method]:
-    soup_steps = sorted({round(f * guided) for f in SOUP_FRACTIONS})
+def methods_for(weights: torch.Tensor, guided: int, candidates: int, cut_only: bool = False) -> list[Method]:
+    """Every method of a setting; cut_only: weighted sum (and reseeded), SRSoup at the cut budgets'
+    K and the cuts."""
+    fractions = CUT_FRACTIONS if cut_only else SOUP_FRACTIONS
+    soup_steps = sorted({round(f * guided) for f in fractions})
     methods = [Method("ws", candidates), Method("ws-reseed", candidates)]
     methods += [Method("sr", candidates, k) for k in soup_steps]
     for fraction in CUT_FRACTIONS:
@@ -124,6 +127,8 @@ def methods_for(weights: torch.Tensor, guided: int, candidates: int) -> list[Met
         budget = planned_cost(GuidanceSettings(weights, "srsoup", candidates, k), guided)[0]
         per_candidate = weighted_sum_cost(weights, 1, guided)[0]
         methods.append(Method("ws-cut", max(2, budget // per_candidate), k))
+    if cut_only:
+        return methods
     for fraction in VARIANT_FRACTIONS:
         for correction in ("authors", "none"):
             methods.append(Method("sr", candidates, round(fraction * guided), correction))
@@ -149,8 +154,11 @@ def summarise(setting, methods, results, weights, guided) -> list[dict]:
     # baselines are judged against it too, and their points below it add nothing.
     full_budget = [f for m, f in fronts.items() if m.name in ("ws", "sr")]
     reference = default_reference(torch.cat([f.reshape(-1, f.shape[-1]) for f in full_budget]))
+    # The same from every run's points, the cut baselines' included (cut_table shows both).
+    reference_all = default_reference(torch.cat([f.reshape(-1, f.shape[-1]) for f in fronts.values()]))
     base = methods[0]
     hv = {m: sum(hypervolume(s, reference) for s in fronts[m]) / len(fronts[m]) for m in methods}
+    hv_all = {m: sum(hypervolume(s, reference_all) for s in fronts[m]) / len(fronts[m]) for m in methods}
     rows = []
     for m in methods:
         queries, passes, seen = results[m][0][1], results[m][0][2], results[m][0][3]
@@ -167,6 +175,7 @@ def summarise(setting, methods, results, weights, guided) -> list[dict]:
                 "seconds": sum(r[4] for r in results[m]),
                 "hv": hv[m],
                 "hv_ratio": hv[m] / hv[base],
+                "hv_ratio_all": hv_all[m] / hv_all[base],
                 "bias": bias.max().item(),
                 "reference": reference.tolist(),
                 "guided": guided,
@@ -190,7 +199,7 @@ def run_settings(settings: list[Setting], args) -> list[dict]:
     guided = args.steps - 1  # the last step has no noise and is never guided
     for setting in settings:
         weights = torch.tensor(GRIDS[setting.grid](), dtype=torch.float64)
-        methods = methods_for(weights, guided, args.candidates)
+        methods = methods_for(weights, guided, args.candidates, args.cut_only)
         plan.append((setting, methods, weights))
         tasks += [(setting, m, seed, args.steps) for m in methods for seed in range(args.seeds)]
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
@@ -299,6 +308,17 @@ def default_sr(row) -> bool:
     return row["method"].name == "sr" and row["method"].correction == "divided_by_s"
 
 
+def srsoup_at_budget(rows: list[dict], cut: dict) -> dict:
+    """The default SRSoup row whose K set the budget of a cut weighted-sum row."""
+    return next(
+        x
+        for x in rows
+        if x["setting"] == cut["setting"]
+        and default_sr(x)
+        and x["method"].soup_steps == cut["method"].soup_steps
+    )
+
+
 def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     """(target, passed, detail) for each of issue 5's toy targets."""
     checks = []
@@ -321,13 +341,7 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool, str]]:
     for r in rows:
         if r["method"].name != "ws-cut" or r["setting"].dim < 1024:
             continue
-        sr = next(
-            x
-            for x in rows
-            if x["setting"] == r["setting"]
-            and default_sr(x)
-            and x["method"].soup_steps == r["method"].soup_steps
-        )
+        sr = srsoup_at_budget(rows, r)
         checks.append(
             (
                 f"{r['setting'].label} K={sr['method'].soup_steps}: SRSoup HV > WS at its budget "
@@ -388,6 +402,22 @@ def compare_corrections(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cut_table(rows: list[dict]) -> str:
+    """Weighted sum with N cut to SRSoup's budget, beside SRSoup at that budget, as HV / WS with the
+    reference point from the full-budget runs (the first table's) and from every run's points."""
+    lines = [
+        "| setting | K | queries SR / WS cut | SR HV/WS, ref full-N runs | WS cut | SR HV/WS, ref all runs | WS cut |",
+        "|" + "---|" * 7,
+    ]
+    for cut in (r for r in rows if r["method"].name == "ws-cut"):
+        sr = srsoup_at_budget(rows, cut)
+        lines.append(
+            f"| {cut['setting'].label} | {sr['method'].soup_steps} | {sr['queries']} / {cut['queries']} | "
+            f"{sr['hv_ratio']:.3f} | {cut['hv_ratio']:.3f} | {sr['hv_ratio_all']:.3f} | {cut['hv_ratio_all']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def report(rows: list[dict], timing, args, seconds: float) -> str:
     timing_lines, timing_checks = timing
     reference_lines = sorted(
@@ -413,7 +443,9 @@ def report(rows: list[dict], timing, args, seconds: float) -> str:
             "expensive-model runs only: the raw toy's exact denoiser costs about as much as the guidance's "
             "own arithmetic, so the time columns of the first table are for information):\n\n"
             + format_checks(check_targets(rows) + timing_checks),
-            "Correction variants:\n\n" + compare_corrections(rows),
+            *([] if args.cut_only else ["Correction variants:\n\n" + compare_corrections(rows)]),
+            "Weighted sum with N cut to SRSoup's query budget, against two reference points (HV / WS; "
+            "'all runs' adds the cut runs' points, which moves the reference down):\n\n" + cut_table(rows),
         ]
     )
 
@@ -452,6 +484,11 @@ def parse_args(argv=None):
     parser.add_argument("--timing-width", type=int, default=8192, help="hidden width of the dummy model")
     parser.add_argument("--markdown", type=Path, help="rewrite a results block of this file")
     parser.add_argument("--block", default="toy", help="name of the results block in --markdown")
+    parser.add_argument(
+        "--cut-only",
+        action="store_true",
+        help="only weighted sum, its N cut to SRSoup's budgets, and SRSoup there",
+    )
     args = parser.parse_args(argv)
     if args.full:
         args.dims, args.seeds, args.forms = "64,256,1024,4096", max(args.seeds, 16), "ve,flow"

@@ -48,7 +48,8 @@ class GuidanceSettings:
     weights: torch.Tensor  # [L, M] rows on the simplex, one-hot rows included
     mode: str = "srsoup"
     candidates: int = 30  # N: reward queries per chain per step
-    soup_steps: int = 20  # fixed schedule: every chain soups for the first K guided steps
+    # fixed schedule: every chain soups for the first K guided steps (a K above them: all of them)
+    soup_steps: int = 20
     soup_schedule: str = "fixed"  # or "per_chain": K by where each chain's row sits
     # per_chain: K of a row at the centroid and of a row next to a one-hot row, as fractions of the
     # guided steps; (0.05, 0.8) is what bench_srsoup.py schedule found safe on every toy it could be
@@ -77,6 +78,11 @@ class GuidanceSettings:
             return self.soup_steps > 0
         return self.soup_centre > 0 or self.soup_edge > 0
 
+    def fixed_soup_steps(self, guided_steps: int) -> int:
+        """The fixed schedule's K as run: a K above the guided steps soups all of them, as a
+        guided_end past the last step guides to the end (so K = 20 still runs at 10 steps)."""
+        return min(self.soup_steps, guided_steps)
+
     def chain_soup_steps(self, guided_steps: int) -> list[int]:
         """K of every chain (in chain_weights order): 0 for the exemplars, which never soup, and
         for every chain outside srsoup mode."""
@@ -84,7 +90,7 @@ class GuidanceSettings:
         if not self.can_soup():
             return [0] * weights.shape[0]
         if self.soup_schedule == "fixed":
-            soup_steps = [self.soup_steps] * weights.shape[0]
+            soup_steps = [self.fixed_soup_steps(guided_steps)] * weights.shape[0]
         else:
             soup_steps = per_chain_soup_steps(weights, guided_steps, self.soup_centre, self.soup_edge)
         for exemplar in exemplar_indices(weights):
@@ -132,14 +138,13 @@ def validate_settings(settings: GuidanceSettings, sigmas: torch.Tensor, flow: bo
             exemplar_indices(settings.weights)
         except ValueError as error:
             raise GuidanceError(str(error)) from None
-    guided = guided_step_indices(sigmas, settings, flow)
     fixed = settings.mode == "srsoup" and settings.soup_schedule == "fixed"
-    if fixed and not 0 <= settings.soup_steps <= len(guided):
+    if fixed and settings.soup_steps < 0:
         raise GuidanceError(
-            f"soup_steps (K) is {settings.soup_steps} but there are only {len(guided)} guided steps "
-            "(the last step has no noise and is never guided); choose K between 0 and the guided steps"
+            f"soup_steps (K) is {settings.soup_steps}; choose K of 0 or more "
+            "(a K above the guided steps soups all of them)"
         )
-    return guided
+    return guided_step_indices(sigmas, settings, flow)
 
 
 def guided_sample(

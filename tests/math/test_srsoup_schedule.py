@@ -169,3 +169,29 @@ def test_report_names_the_schedule_and_each_chains_k_and_queries():
     plain = guided_report(fixed(GRID6, 4), run(problem, fixed(GRID6, 4)).ledger, result.rewards, ["a", "b"])
     assert (plain["soup_schedule"], plain["soup_steps_K"], plain["soup_centre"]) == ("fixed", 4, None)
     assert plain["chain_soup_steps"] == [0, 4, 4, 4, 4, 0]
+
+
+@FORMS
+def test_a_fixed_k_above_the_guided_steps_is_all_of_them_bit_for_bit(flow):
+    """K = 20 with 9 guided steps runs as K = 9 (as guided_end past the last step guides to the end)
+    and the report keeps both: the K that ran and the K that was set."""
+    problem = toy.make_problem(16, flow=flow)
+    above, exact = run(problem, fixed(GRID6, 20)), run(problem, fixed(GRID6, GUIDED))
+    assert torch.equal(above.chains, exact.chains)
+    assert above.ledger.as_dict() == exact.ledger.as_dict()
+    assert planned_cost(fixed(GRID6, 20), GUIDED) == planned_cost(fixed(GRID6, GUIDED), GUIDED)
+    report = guided_report(fixed(GRID6, 20), above.ledger, above.rewards, ["a", "b"])
+    assert (report["soup_steps_K"], report["soup_steps_set"]) == (GUIDED, 20)
+    assert report["chain_soup_steps"] == [0, 9, 9, 9, 9, 0]
+
+
+def test_the_report_states_what_every_judge_sees():
+    """Guidance queries plus the final scoring: each of the L final images once by every reward."""
+    problem = toy.make_problem(16, 3)
+    settings = per_chain(AUTHORS, 0.2, 0.9)
+    result = run(problem, settings)
+    report = guided_report(settings, result.ledger, result.rewards, ["a", "b", "c"])
+    images = AUTHORS.shape[0]
+    assert report["final_scoring_queries"] == images * 3 == 39
+    assert report["total_queries"] == sum(result.images_scored) + 39
+    assert report["total_queries_per_reward"] == [seen + images for seen in result.images_scored]

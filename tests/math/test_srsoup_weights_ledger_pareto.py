@@ -72,7 +72,6 @@ def test_parse_rows_normalises_and_accepts_both_separators():
         ("1,0,0; 0,1", 2, r"weights row 1 \('1,0,0'\): has 3 values but 2 rewards are connected"),
         ("1,0; -0.5,1.5", 2, r"weights row 2 \('-0.5,1.5'\): weights must not be negative"),
         ("1,0; 0,0; 0,1", 2, r"weights row 2 \('0,0'\): all weights are zero; at least one must be positive"),
-        ("0.5,0.5", 2, r"weights: 1 weight row\(s\) for 2 rewards; give at least one row per reward"),
         ("1,0; a,b", 2, r"weights row 2 \('a,b'\): every weight must be a number"),
         ("1,0; inf,1", 2, r"weights row 2 \('inf,1'\): weights must be finite numbers"),
         (" ; ;", 2, r"weights: no weight rows given"),

@@ -67,6 +67,21 @@ def test_examples_exist_with_thumbnails():
         assert (PACK_ROOT / "example_workflows" / f"{name}.jpg").exists(), name
 
 
+def test_widgets_a_saved_workflow_lacks_get_their_defaults_as_in_the_frontend(server):
+    """A workflow saved before SRSoup's schedule widgets existed: queued from the frontend it runs the
+    node's default per-chain schedule (tests/browser checks the frontend), and so it does here."""
+    from workflows import widget_layout
+
+    workflow = json.loads((PACK_ROOT / "example_workflows" / "srsoup_two_rewards.json").read_text())
+    sampler = next(node for node in workflow["nodes"] if node["type"] == "MultiReward_SRSoupKSampler")
+    layout = widget_layout(server.object_info["MultiReward_SRSoupKSampler"])
+    older = layout.index(("soup_schedule", False))  # the widgets a workflow had before
+    sampler["widgets_values"] = sampler["widgets_values"][:older]
+    prompt = ui_to_api(workflow, server.object_info)[str(sampler["id"])]["inputs"]
+    assert (prompt["soup_schedule"], prompt["soup_centre"], prompt["soup_edge"]) == ("per_chain", 0.05, 0.8)
+    assert prompt["correction"] == sampler["widgets_values"][layout.index(("correction", False))]
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_runs_on_a_real_server(server, name):
     workflow = json.loads((PACK_ROOT / "example_workflows" / f"{name}.json").read_text())
