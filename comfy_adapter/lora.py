@@ -66,7 +66,7 @@ def _read_lora_file(path: str, name: str, input_name: str) -> dict[str, torch.Te
 
 
 def load_lora_variant(model_patcher, name: str, input_name: str, strength: float = 1.0) -> LoraVariant:
-    """Read a LoRA for this model as LoraLoader would; refuse one that matches none of its weights."""
+    """Read a LoRA for this model as LoraLoader would; refuse one that fits none of its weights."""
     path = resolve_lora_file(name, input_name)
     state = comfy.lora_convert.convert_lora(_read_lora_file(path, name, input_name))
     key_map = comfy.lora.model_lora_keys_unet(model_patcher.model, {})
@@ -80,15 +80,87 @@ def load_lora_variant(model_patcher, name: str, input_name: str, strength: float
     if not patches:
         examples = ", ".join(sorted(state.keys())[:3])
         raise LoraBlendError(
-            f"{input_name}: LoRA '{name}' matches none of this model's weights ({len(state)} tensors in the "
-            f"file, e.g. {examples}); it was probably made for another model architecture"
+            f"{input_name}: LoRA '{name}' matches none of this model's weights: 0 of its {len(state)} "
+            f"tensors name a weight of this model (e.g. {examples}); it was probably made for another "
+            "model architecture"
+        )
+    fitting, misfits = _split_by_fit(model_patcher, patches)
+    if not fitting:
+        key, reason = misfits[0]
+        raise LoraBlendError(
+            f"{input_name}: LoRA '{name}' fits none of this model's weights: its keys name {len(patches)} "
+            f"weights of this model, 0 of them with the shape the LoRA gives (e.g. {key}: {reason}); it "
+            "was probably made for another model of the same family (another width or text encoder)"
+        )
+    if misfits:
+        logging.warning(
+            "multireward blend: %s: LoRA '%s' fits %d of the %d weights it names; the other %d have other "
+            "shapes and are left out (e.g. %s: %s)",
+            input_name,
+            name,
+            len(fitting),
+            len(patches),
+            len(misfits),
+            *misfits[0],
         )
     unmatched = len(loaded) - sum(len(p) for p in patches.values())
     if unmatched:
         logging.warning(
             "multireward blend: %d patches of LoRA '%s' match no weight of this model", unmatched, name
         )
-    return LoraVariant(name=name, patches=patches)
+    return LoraVariant(name=name, patches=fitting)
+
+
+class _MergeProblems(logging.Filter):
+    """Takes the messages ComfyUI's LoRA code logs about one weight it cannot merge (it logs them
+    instead of raising, one 'ERROR lora' line per weight and run) off the root logger."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING and self.key in message:
+            self.messages.append(message)
+            return False
+        return True
+
+
+def _merge_problems(patches: list[tuple], weight: torch.Tensor, key: str) -> list[str]:
+    """What ComfyUI's own merge of `patches` into `weight` reports as failed (nothing: it fits)."""
+    problems = _MergeProblems(key)
+    root = logging.getLogger()
+    root.addFilter(problems)
+    try:
+        comfy.lora.calculate_weight(patches, weight, key)
+    except Exception as error:  # any failure of the merge means: does not fit
+        problems.messages.append(str(error))
+    finally:
+        root.removeFilter(problems)
+    return problems.messages
+
+
+def _split_by_fit(model_patcher, patches: dict[str, list[tuple]]):
+    """(the patches ComfyUI merges without error, [(key, why not) for the others]).
+
+    The merge is first tried on a weight of the meta device (shapes only, no memory, no compute);
+    a key it refuses is tried again on a copy of the real weight, so an operation without a meta
+    implementation never counts as a misfit.
+    """
+    fitting: dict[str, list[tuple]] = {}
+    misfits: list[tuple[str, str]] = []
+    for key, entries in patches.items():
+        weight, _, _ = get_key_weight(model_patcher.model, key)
+        shape_only = torch.empty(weight.shape, dtype=torch.float32, device="meta")
+        if _merge_problems(entries, shape_only, key):
+            problems = _merge_problems(entries, weight.detach().to("cpu", torch.float32, copy=True), key)
+            if problems:
+                misfits.append((key, problems[0].split(key, 1)[-1].strip()))
+                continue
+        fitting[key] = entries
+    return fitting, misfits
 
 
 def _split_patch_key(lora_key) -> tuple[str, tuple | None, object]:
