@@ -66,16 +66,18 @@ class BlendSpec:
     def weights_for(self, model_patcher) -> VariantWeights:
         """Merged weights for a run of this patcher.
 
-        Where the model runs in the memory it is kept in (a CPU-only host), the merged weights are
-        kept for the next run of the same patcher and patch set: ComfyUI's memory manager has no
-        device memory to protect there, and a merge of full SD1.5 costs a second per LoRA on a CPU.
-        On a GPU they live for one run only, so ComfyUI's accounting of VRAM stays true.
+        Where the model runs on the CPU (a CPU-only host), the merged weights are kept for the next
+        run of the same patcher and patch set: there is no device memory to protect, and a merge of
+        full SD1.5 costs a second per LoRA on a CPU. On any other device (a GPU, whatever
+        --highvram or --gpu-only make the offload device) they live for one run only: ComfyUI's
+        memory manager is asked for room for them before they are merged, and nothing of them is
+        left in device memory between runs.
         """
         key = (id(model_patcher.model), model_patcher.patches_uuid)
         if self.kept_weights is not None and self.kept_weights[0] == key:
             return self.kept_weights[1]
         weights = VariantWeights(model_patcher, self.variants)
-        if model_patcher.load_device == model_patcher.offload_device:
+        if torch.device(model_patcher.load_device).type == "cpu":
             self.kept_weights = (key, weights)
         return weights
 

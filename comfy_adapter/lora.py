@@ -223,11 +223,20 @@ class VariantWeights:
         """Variant `index`'s merged weights, merged at its first use (LS may never draw a variant)."""
         if index not in self.slots:
             model = self.model_patcher.model
+            _make_room(self.merged_sizes(index))
             self.slots[index] = [
                 _slot(model, key, merged_weight(self.model_patcher, key, patches))
                 for key, patches in self.variants[index].patches.items()
             ]
         return self.slots[index]
+
+    def merged_sizes(self, index: int) -> dict[torch.device, int]:
+        """Bytes variant `index`'s merged weights take, per device (each where its weight is)."""
+        sizes: dict[torch.device, int] = {}
+        for key in self.variants[index].patches:
+            weight, _, _ = get_key_weight(self.model_patcher.model, key)
+            sizes[weight.device] = sizes.get(weight.device, 0) + weight.numel() * weight.element_size()
+        return sizes
 
     def release(self) -> None:
         self.slots = {}
@@ -249,6 +258,17 @@ class VariantWeights:
                 slot.module._parameters[slot.name] = parameter
             for module, attribute, functions in lowvram_functions:
                 setattr(module, attribute, functions)
+
+
+def _make_room(sizes: dict[torch.device, int]) -> None:
+    """Ask ComfyUI's memory manager for device memory for merged weights (plus its minimum for
+    inference), as it asks itself before loading a model: it unloads models this run does not use
+    until there is. CPU memory is not managed that way."""
+    in_use = [loaded for loaded in comfy.model_management.current_loaded_models if loaded.currently_used]
+    for device, size in sizes.items():
+        if device.type != "cpu":
+            required = size + comfy.model_management.minimum_inference_memory()
+            comfy.model_management.free_memory(required, device, keep_loaded=in_use)
 
 
 def _slot(model, key: str, merged: torch.nn.Parameter) -> _Slot:
