@@ -179,8 +179,11 @@ def _original_weight(model_patcher, key: str) -> torch.Tensor:
     return weight
 
 
-def merged_weight(model_patcher, key: str, extra_patches: list[tuple]) -> torch.nn.Parameter:
-    """Weight `key` with the model's own patches and then `extra_patches`, as ModelPatcher merges it."""
+def merged_weight(
+    model_patcher, key: str, extra_patches: list[tuple], device: torch.device | None = None
+) -> torch.nn.Parameter:
+    """Weight `key` with the model's own patches and then `extra_patches`, as ModelPatcher merges it,
+    on `device` (by default where the weight is)."""
     current, set_func, convert_func = get_key_weight(model_patcher.model, key)
     if set_func is not None or convert_func is not None:
         raise LoraBlendError(
@@ -188,11 +191,19 @@ def merged_weight(model_patcher, key: str, extra_patches: list[tuple]) -> torch.
             "floating-point weights (load a non-quantized checkpoint)"
         )
     original = _original_weight(model_patcher, key)
-    work = comfy.model_management.cast_to_device(original, current.device, torch.float32, copy=True)
+    work = comfy.model_management.cast_to_device(original, device or current.device, torch.float32, copy=True)
     patches = list(model_patcher.patches.get(key, [])) + list(extra_patches)
     out = comfy.lora.calculate_weight(patches, work, key)
     out = comfy.float.stochastic_rounding(out, current.dtype, seed=string_to_seed(key))
     return torch.nn.Parameter(out, requires_grad=False)
+
+
+def streams_its_weights(module: torch.nn.Module) -> bool:
+    """Under ComfyUI's dynamic VRAM (ModelPatcherDynamic, 0.33 and later) a module keeps its weights
+    where they were loaded from (the offload device) and ComfyUI streams them to the GPU through
+    a VRAM buffer (`_v`) that may still hold them from an earlier call: there, the module's weight
+    functions run on every use, and a Parameter put in the module's place is never read."""
+    return hasattr(module, "_v")
 
 
 @dataclass(frozen=True)
@@ -203,9 +214,46 @@ class _Slot:
     name: str
     merged: torch.nn.Parameter
 
+    def put_in(self):
+        """Make the module compute with the merged weight; returns what puts its own one back."""
+        if streams_its_weights(self.module):
+            return self._replace_streamed_weight()
+        return self._swap_parameter()
+
+    def _swap_parameter(self):
+        # A partially loaded module merges the model's patches at cast time (LowVramPatch); the
+        # merged weight already holds them, so they are taken off while the variant runs.
+        attribute = f"{self.name}_function"
+        functions = getattr(self.module, attribute, None)
+        if functions and any(isinstance(f, LowVramPatch) for f in functions):
+            setattr(self.module, attribute, [f for f in functions if not isinstance(f, LowVramPatch)])
+        own = self.module._parameters[self.name]
+        self.module._parameters[self.name] = self.merged
+
+        def put_back():
+            self.module._parameters[self.name] = own
+            if functions is not None:
+                setattr(self.module, attribute, functions)
+
+        return put_back
+
+    def _replace_streamed_weight(self):
+        # First of the module's weight functions: whatever ComfyUI streamed in (the weight, with the
+        # model's own patches applied by its lowvram function) is replaced by the merged weight,
+        # which holds those patches too; the model's other weight functions still follow.
+        attribute = f"{self.name}_function"
+        functions = getattr(self.module, attribute, [])
+        merged, copy = self.merged, len(functions) > 0  # later functions may work in place
+
+        def merged_weight_instead(weight: torch.Tensor) -> torch.Tensor:
+            return merged.to(device=weight.device, dtype=weight.dtype, copy=copy)
+
+        setattr(self.module, attribute, [merged_weight_instead, *functions])
+        return lambda: setattr(self.module, attribute, functions)
+
 
 class VariantWeights:
-    """Merged weights of every variant, computed once per run, swapped into the shared module per call.
+    """Merged weights of every variant, computed once per run, put into the shared module per call.
 
     The owning module of every weight is looked up once, and a swap writes the module's parameter
     table directly: Module.__setattr__ and dotted-path lookups cost milliseconds per call for a few
@@ -219,23 +267,32 @@ class VariantWeights:
         self.variants = variants
         self.slots: dict[int, list[_Slot]] = {}
 
+    def _target(self, key: str) -> tuple[torch.nn.Module, str, torch.device]:
+        """The module and parameter name of `key`, and where its merged weight is made: where the
+        model computes for a streamed module, else where the weight is."""
+        module, name = _owner(self.model_patcher.model, key)
+        if streams_its_weights(module):
+            return module, name, torch.device(self.model_patcher.load_device)
+        return module, name, module._parameters[name].device
+
     def merged(self, index: int) -> list[_Slot]:
         """Variant `index`'s merged weights, merged at its first use (LS may never draw a variant)."""
         if index not in self.slots:
-            model = self.model_patcher.model
             _make_room(self.merged_sizes(index))
-            self.slots[index] = [
-                _slot(model, key, merged_weight(self.model_patcher, key, patches))
-                for key, patches in self.variants[index].patches.items()
-            ]
+            slots = []
+            for key, patches in self.variants[index].patches.items():
+                module, name, device = self._target(key)
+                slots.append(_Slot(module, name, merged_weight(self.model_patcher, key, patches, device)))
+            self.slots[index] = slots
         return self.slots[index]
 
     def merged_sizes(self, index: int) -> dict[torch.device, int]:
-        """Bytes variant `index`'s merged weights take, per device (each where its weight is)."""
+        """Bytes variant `index`'s merged weights take, per device they are made on."""
         sizes: dict[torch.device, int] = {}
         for key in self.variants[index].patches:
-            weight, _, _ = get_key_weight(self.model_patcher.model, key)
-            sizes[weight.device] = sizes.get(weight.device, 0) + weight.numel() * weight.element_size()
+            module, name, device = self._target(key)
+            weight = module._parameters[name]
+            sizes[device] = sizes.get(device, 0) + weight.numel() * weight.element_size()
         return sizes
 
     def release(self) -> None:
@@ -245,19 +302,14 @@ class VariantWeights:
     def swapped_in(self, index: int):
         """Run the model with variant `index`'s weights, then put the model's own weights back."""
         slots = self.merged(index)
-        previous: list[tuple[_Slot, torch.nn.Parameter]] = []
-        lowvram_functions: list[tuple[object, str, list]] = []
+        put_backs = []
         try:
             for slot in slots:
-                lowvram_functions.extend(_suspend_lowvram_patches(slot.module, slot.name))
-                previous.append((slot, slot.module._parameters[slot.name]))
-                slot.module._parameters[slot.name] = slot.merged
+                put_backs.append(slot.put_in())
             yield
         finally:
-            for slot, parameter in reversed(previous):
-                slot.module._parameters[slot.name] = parameter
-            for module, attribute, functions in lowvram_functions:
-                setattr(module, attribute, functions)
+            for put_back in reversed(put_backs):
+                put_back()
 
 
 def _make_room(sizes: dict[torch.device, int]) -> None:
@@ -271,25 +323,11 @@ def _make_room(sizes: dict[torch.device, int]) -> None:
             comfy.model_management.free_memory(required, device, keep_loaded=in_use)
 
 
-def _slot(model, key: str, merged: torch.nn.Parameter) -> _Slot:
+def _owner(model, key: str) -> tuple[torch.nn.Module, str]:
     module_name, _, name = key.rpartition(".")
     module = comfy.utils.get_attr(model, module_name) if module_name else model
     if name not in module._parameters:
         raise LoraBlendError(
             f"LoRA patch target '{key}' is not a parameter of the model; it cannot be blended"
         )
-    return _Slot(module, name, merged)
-
-
-def _suspend_lowvram_patches(module, name: str) -> list[tuple[object, str, list]]:
-    """A partially loaded module merges its patches at cast time (LowVramPatch); our merged weight
-    already holds them, so they are taken off while the variant runs and restored afterwards."""
-    function_attribute = f"{name}_function"
-    functions = getattr(module, function_attribute, None)
-    if not functions:
-        return []
-    kept = [f for f in functions if not isinstance(f, LowVramPatch)]
-    if len(kept) == len(functions):
-        return []
-    setattr(module, function_attribute, kept)
-    return [(module, function_attribute, functions)]
+    return module, name
