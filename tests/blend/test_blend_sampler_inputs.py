@@ -3,18 +3,12 @@ KSampler would run it as its first one without a word); what a user sees depends
 
 from __future__ import annotations
 
+import harness
 import pytest
 from conftest import lora_slots, sampling_graph
 
 from multireward.pack_nodes.blend import DiffusionBlendSampler
 from multireward.sampling_math.blend import BlendInputError
-
-
-def _backend_checks_combo_values() -> bool:
-    """Since ComfyUI 0.8 the backend refuses a combo value outside its options before a node runs."""
-    import comfyui_version
-
-    return tuple(int(part) for part in comfyui_version.__version__.split(".")[:2]) >= (0, 8)
 
 
 def _blend_sampler_graph(blend_loras, **choices) -> dict:
@@ -46,7 +40,7 @@ def test_an_unknown_sampler_or_scheduler_is_refused_naming_the_input(comfy, blen
     result = comfy.run(_blend_sampler_graph(blend_loras, **{input_name: "bogus"}), expect_success=False)
     assert not result.success
     message = str(result.error)
-    if _backend_checks_combo_values():
+    if harness.COMFYUI_CHECKS_COMBO_VALUES:  # ComfyUI refuses it before the node runs
         assert "Value not in list" in message and f"{input_name}: 'bogus' not in" in message
     else:
         assert f"{input_name}: 'bogus' is not offered by this ComfyUI; allowed: " in message
