@@ -105,8 +105,9 @@ def sampled_latent(result) -> torch.Tensor:
     return result.output("ks", 0)["samples"]
 
 
-def independent_lora_model(host, lora_name: str):
-    """A copy of the tiny model with the LoRA merged by ComfyUI's stock LoRA path.
+def independent_lora_model(host, lora_name: str, base=None):
+    """A copy of the model (the tiny SD1.5 one unless `base` gives a MODEL) with the LoRA merged by
+    ComfyUI's stock LoRA path.
 
     Its own module, so a reference blend can call it and the base model in the same step. Built by
     the model's own config and given the same weights (a BaseModel cannot be deep-copied since
@@ -118,7 +119,7 @@ def independent_lora_model(host, lora_name: str):
     import comfy.utils
     import tiny_models
 
-    base = tiny_models.tiny_sd15(0)[0].model
+    base = (base or tiny_models.tiny_sd15(0)[0]).model
     module = base.model_config.get_model({})
     module.load_state_dict(base.state_dict())
     device = comfy.model_management.get_torch_device()

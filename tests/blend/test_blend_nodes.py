@@ -339,7 +339,7 @@ def test_a_blend_needs_two_loras(comfy, blend_loras):
     else:
         assert "needs 2 to 4 LoRAs, 1 chosen" in message and "KLKnob" in message
     # The node's own check, for whatever reaches it without ComfyUI's validation.
-    from multireward.nodes.blend import build_diffusion_blend
+    from multireward.pack_nodes.blend import build_diffusion_blend
     from multireward.sampling_math.blend import BlendInputError
 
     one_lora = {"lora_1": blend_loras.a, "weight_1": 1.0, "lora_2": "(none)", "weight_2": 1.0}
