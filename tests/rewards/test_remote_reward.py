@@ -45,8 +45,10 @@ PROMPT = "a red house"
 def test_scores_come_back_in_order_batched_and_at_most_max_concurrent(serve):
     from multireward.rewards.colorfulness import colorfulness
 
-    url, behaviour = serve(delay_s=0.2)
-    reward = remote(url, batch_size=2, max_concurrent=2)
+    # Each answer takes long enough for the two requests to overlap; the client's timeout is long
+    # enough that a loaded CI machine never turns a slow answer into a retry (a fifth request).
+    url, behaviour = serve(delay_s=0.5)
+    reward = remote(url, batch_size=2, max_concurrent=2, timeout_s=120.0)
     scores = reward.score(IMAGES, PROMPT)
     assert scores.tolist() == pytest.approx(colorfulness(IMAGES).tolist(), abs=1e-3)
     assert behaviour.requests == 4  # 7 images in batches of 2
