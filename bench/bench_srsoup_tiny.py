@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int):
+def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int, prompt: str = ""):
     import comfy.utils
 
     from multireward.comfy_adapter.srsoup import sample_front
@@ -41,7 +41,7 @@ def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: i
             latent,
             vae,
             rewards,
-            "",
+            prompt,
             settings,
             seed=seed,
             steps=steps,
@@ -51,12 +51,34 @@ def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: i
     return report, time.perf_counter() - started
 
 
+def methods_for(guided: int, args) -> list[tuple[str, dict]]:
+    """(label, GuidanceSettings fields) of every method: weighted sum, fixed K, per-chain K, and
+    with --corrections the correction variants at 40% and 70% of the guided steps."""
+    methods = [("weighted_sum", {"mode": "weighted_sum"})]
+    for k in sorted({0, guided // 5, (2 * guided) // 5, (7 * guided) // 10, guided}):
+        methods.append((f"fixed K={k}", {"mode": "srsoup", "soup_steps": k}))
+    for pair in filter(None, args.per_chain.split(",")):
+        centre, edge = (float(v) for v in pair.split(":"))
+        schedule = {"soup_schedule": "per_chain", "soup_centre": centre, "soup_edge": edge}
+        methods.append((f"per-chain {centre:.2f}:{edge:.2f}", {"mode": "srsoup", **schedule}))
+    if args.corrections:
+        for k in ((2 * guided) // 5, (7 * guided) // 10):
+            for correction in ("authors", "none"):
+                fields = {"mode": "srsoup", "soup_steps": k, "correction": correction}
+                methods.append((f"fixed K={k} [{correction}]", fields))
+    return methods
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument(
+        "--per-chain", default="0.0:1.0,0.2:1.0,0.4:1.0", help="per-chain schedules, centre:edge,..."
+    )
+    parser.add_argument("--corrections", action="store_true", help="also the correction variants")
     args = parser.parse_args()
 
     import harness
@@ -71,66 +93,55 @@ def main() -> int:
     from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
     from multireward.sampling_math.weights import resolve_weights
 
+    torch.set_num_threads(1)
     model, clip, vae = tiny_models.tiny_sd15(0)
     rewards = [JpegCompressibility(), Colorfulness()]
     weights = resolve_weights("", 2, 5)
     guided = args.steps - 1
-    default = "divided_by_s"
-    methods = [("weighted_sum", 0, default)]
-    methods += [
-        ("srsoup", k, default)
-        for k in sorted({0, guided // 5, (2 * guided) // 5, (7 * guided) // 10, guided})
-    ]
-    # The correction variants at 40% and 70% of the guided steps: the issue lets this table pick the default.
-    methods += [
-        ("srsoup", k, c) for k in ((2 * guided) // 5, (7 * guided) // 10) for c in ("authors", "none")
-    ]
-    rows: dict[tuple[str, int, str], list] = {m: [] for m in methods}
+    methods = methods_for(guided, args)
+    rows: dict[str, list] = {name: [] for name, _ in methods}
+    soup_steps = {}
     for seed in range(args.seeds):
         runs = {}
-        for mode, k, correction in methods:
-            settings = GuidanceSettings(
-                weights=weights,
-                mode=mode,
-                candidates=args.candidates,
-                soup_steps=k,
-                seed=seed,
-                correction=correction,
-            )
-            runs[(mode, k, correction)] = run_once(
-                model, clip, vae, rewards, settings, args.steps, seed, args.size
-            )
+        for name, fields in methods:
+            settings = GuidanceSettings(weights=weights, candidates=args.candidates, seed=seed, **fields)
+            soup_steps[name] = settings.chain_soup_steps(guided)
+            runs[name] = run_once(model, clip, vae, rewards, settings, args.steps, seed, args.size)
         scores = {
-            key: torch.tensor(report["scores"], dtype=torch.float64) for key, (report, _) in runs.items()
+            name: torch.tensor(report["scores"], dtype=torch.float64) for name, (report, _) in runs.items()
         }
         reference = default_reference(torch.cat(list(scores.values())))
-        baseline = scores[("weighted_sum", 0, default)]
-        for key, (report, seconds) in runs.items():
-            rows[key].append(
+        baseline = scores["weighted_sum"]
+        for name, (report, seconds) in runs.items():
+            rows[name].append(
                 (
                     report["queries"],
                     report["lookahead_passes"],
                     seconds,
-                    hypervolume(scores[key], reference),
-                    float(per_weight_bias(scores[key], baseline).max()),
+                    hypervolume(scores[name], reference),
+                    float(per_weight_bias(scores[name], baseline).max()),
                 )
             )
-    ws = rows[("weighted_sum", 0, default)]
+    ws = rows["weighted_sum"]
     ws_hv = statistics.mean(r[3] for r in ws)
     ws_time = statistics.mean(r[2] for r in ws)
     print(
-        f"tiny SD1.5-shaped model, {args.size}x{args.size}, {args.steps} steps, N = {args.candidates}, L = 6, M = 2, {args.seeds} paired seeds"
+        f"tiny SD1.5-shaped model, {args.size}x{args.size}, {args.steps} steps, N = {args.candidates}, "
+        f"L = 6, M = 2, {args.seeds} paired seeds, correction divided_by_s unless named"
     )
     print(
-        f"{'method':<16}{'K':>4}{'correction':>14}{'queries':>9}{'passes':>8}{'query x':>9}{'time x':>8}{'HV / WS':>9}{'max bias':>10}"
+        f"{'method':<28}{'K per chain':>22}{'queries':>9}{'passes':>8}{'query x':>9}{'time x':>8}"
+        f"{'HV / WS':>9}{'max bias':>10}"
     )
-    for (mode, k, correction), values in rows.items():
+    for name, values in rows.items():
         queries, passes = values[0][0], values[0][1]
         hv = statistics.mean(v[3] for v in values)
         seconds = statistics.mean(v[2] for v in values)
         bias = statistics.mean(v[4] for v in values)
+        chains = ",".join(str(k) for k in soup_steps[name])
         print(
-            f"{mode:<16}{k:>4}{correction:>14}{queries:>9}{passes:>8}{ws[0][0] / queries:>9.2f}{ws_time / seconds:>8.2f}{hv / ws_hv:>9.3f}{bias:>10.3f}"
+            f"{name:<28}{chains:>22}{queries:>9}{passes:>8}{ws[0][0] / queries:>9.2f}"
+            f"{ws_time / seconds:>8.2f}{hv / ws_hv:>9.3f}{bias:>10.3f}"
         )
     return 0
 

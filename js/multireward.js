@@ -148,6 +148,26 @@ function updateSliderRow(line, values) {
 // SRSoup nodes
 // ---------------------------------------------------------------------------------------------
 
+// The estimate as the node shows it: guidance queries against weighted sum, the total the judges
+// see with the final scoring (pack_nodes/srsoup.py summary says the same after the run), and how
+// long each chain soups.
+function estimateText(s, e) {
+    const saving = e.queries ? `, ${(e.weighted_sum_queries / e.queries).toFixed(2)}x fewer` : "";
+    const lines = [
+        `estimate: ${e.queries} reward queries (weighted sum: ${e.weighted_sum_queries}${saving})`,
+        `in all, with the final scoring: ${e.total_queries} (+ ${e.final_scoring_queries}: each image once by every reward)`,
+        `${e.lookahead_passes} look-ahead passes, ${e.images} images, ${e.guided_steps} guided steps`,
+    ];
+    if (s.mode === "srsoup" && s.soupSchedule === "per_chain") {
+        const ks = e.chain_soup_steps;
+        const shown = ks.length <= 21 ? ks.join(", ") : `${Math.min(...ks)} to ${Math.max(...ks)}`;
+        lines.push(`K per image (soup steps): ${shown}`);
+    } else if (s.mode === "srsoup" && s.soupSteps > e.guided_steps) {
+        lines.push(`K = ${s.soupSteps} is more than the ${e.guided_steps} guided steps: chains soup all of them`);
+    }
+    return lines.join("\n");
+}
+
 class SRSoupPanel {
     constructor(node) {
         this.node = node;
@@ -197,6 +217,7 @@ class SRSoupPanel {
         const watched = [
             "weights", "grid_divisions", "mode", "candidates", "soup_steps",
             "steps", "scheduler", "guided_start", "guided_end",
+            "soup_schedule", "soup_centre", "soup_edge",
         ];
         for (const name of watched) {
             const w = widget(node, name);
@@ -239,6 +260,10 @@ class SRSoupPanel {
             mode: String(this.value("mode", "srsoup")),
             candidates: Number(this.value("candidates", 30)),
             soupSteps: Number(this.value("soup_steps", 20)),
+            // A node without the schedule widgets (an older pack) runs the fixed schedule.
+            soupSchedule: String(this.value("soup_schedule", "fixed")),
+            soupCentre: Number(this.value("soup_centre", 0.05)),
+            soupEdge: Number(this.value("soup_edge", 0.8)),
             steps: Number(this.value("steps", 50)),
             scheduler: String(this.value("scheduler", "normal")),
             guidedStart: Number(this.value("guided_start", 0)),
@@ -265,10 +290,7 @@ class SRSoupPanel {
                 if (ESTIMATED_NODES.has(this.node.comfyClass)) {
                     const e = W.estimate(s);
                     this.node.multireward.estimate = e;
-                    const saving = e.queries ? `, ${(e.weighted_sum_queries / e.queries).toFixed(2)}x fewer` : "";
-                    this.estimateLine.textContent =
-                        `estimate: ${e.queries} reward queries (weighted sum: ${e.weighted_sum_queries}${saving})\n` +
-                        `${e.lookahead_passes} look-ahead passes, ${e.images} images, ${e.guided_steps} guided steps`;
+                    this.estimateLine.textContent = estimateText(s, e);
                 } else {
                     const rows = W.resolveWeights(s.weightsText, s.numRewards, s.gridDivisions);
                     this.estimateLine.textContent = `${rows.length} images; cost per guided step depends on the sigmas`;
@@ -394,6 +416,7 @@ class SRSoupPanel {
         const seconds = run && Number.isFinite(run.seconds) ? run.seconds : measured;
         const parts = [];
         if (run) parts.push(`${run.queries} reward queries (weighted sum: ${run.weighted_sum_queries})`);
+        if (Number.isFinite(run?.total_queries)) parts.push(`${run.total_queries} with the final scores`);
         if (seconds != null) parts.push(`${seconds.toFixed(1)} s`);
         this.lastRun = parts.length ? `last run: ${parts.join(", ")}` : "last run: done";
         this.lastQueries = run ? { queries: run.queries, weighted_sum_queries: run.weighted_sum_queries } : null;

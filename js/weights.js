@@ -9,6 +9,9 @@
 // sampling_math/weights.py ROW_SEPARATORS and VALUE_SEPARATORS.
 const ROW_SEPARATORS = /[;\n|]+/;
 const VALUE_SEPARATORS = /[,\s]+/;
+// sampling_math/weights.py MAX_WEIGHT_ROWS and ROW_DECIMALS.
+export const MAX_WEIGHT_ROWS = 2048;
+const ROW_DECIMALS = 9;
 
 // What Python's float() accepts (digits with single underscores, a point, an exponent, inf/nan),
 // so that "0x10" or "1__0" is refused here exactly when the server would refuse it.
@@ -19,6 +22,13 @@ const PY_FLOAT = new RegExp(
 );
 
 export class WeightsError extends Error {}
+
+// sampling_math/weights.py too_many_rows.
+function tooManyRows(count) {
+    return new WeightsError(
+        `weights: ${count} weight rows; at most ${MAX_WEIGHT_ROWS} rows (one image each) are allowed per run`,
+    );
+}
 
 function pyFloat(text) {
     if (!PY_FLOAT.test(text)) return null;
@@ -43,26 +53,20 @@ function validateRow(values, numRewards, rowNumber, shown) {
     return numbers.map((n) => n / total);
 }
 
-// sampling_math/weights.py parse_weight_rows: rows checked one by one, each normalised to sum 1.
+// sampling_math/weights.py parse_weight_rows: at most MAX_WEIGHT_ROWS rows (counted before any is
+// read), checked one by one, each normalised to sum 1; the one-hot rows are added later.
 export function parseWeightRows(text, numRewards) {
-    const rows = [];
-    const chunks = text.split(ROW_SEPARATORS).filter((part) => part.trim());
-    chunks.forEach((chunk, index) => {
-        const values = chunk.trim().split(VALUE_SEPARATORS).filter((v) => v);
-        rows.push(validateRow(values, numRewards, index + 1, chunk.trim()));
-    });
-    if (!rows.length) {
+    const chunks = text.split(ROW_SEPARATORS).map((part) => part.trim()).filter((part) => part);
+    if (chunks.length > MAX_WEIGHT_ROWS) throw tooManyRows(chunks.length);
+    if (!chunks.length) {
         throw new WeightsError(
             "weights: no weight rows given; write rows like '1,0; 0.5,0.5; 0,1' or leave it empty for a grid",
         );
     }
-    if (rows.length < numRewards) {
-        throw new WeightsError(
-            `weights: ${rows.length} weight row(s) for ${numRewards} rewards; give at least one row per reward ` +
-                "(rows are separated by ';' or new lines)",
-        );
-    }
-    return rows;
+    return chunks.map((chunk, index) => {
+        const values = chunk.split(VALUE_SEPARATORS).filter((v) => v);
+        return validateRow(values, numRewards, index + 1, chunk);
+    });
 }
 
 // sampling_math/weights.py order_rows: first reward's weight falling, then the second's, ...
@@ -93,18 +97,22 @@ export function oneHotRows(numRewards) {
     return Array.from({ length: numRewards }, (_, m) => Array.from({ length: numRewards }, (_, i) => (i === m ? 1 : 0)));
 }
 
-// torch.allclose(a, b, atol=1e-9) with its default rtol=1e-5, as with_one_hot_rows uses it.
-function allClose(a, b) {
-    return a.every((x, i) => Math.abs(x - b[i]) <= 1e-9 + 1e-5 * Math.abs(b[i]));
+// sampling_math/weights.py row_key: the row rounded half up to ROW_DECIMALS decimals.
+function rowKey(row) {
+    const scale = 10 ** ROW_DECIMALS;
+    return row.map((w) => Math.floor(w * scale + 0.5)).join(",");
 }
 
-// sampling_math/weights.py with_one_hot_rows: the exemplar chains are always present, once.
+// sampling_math/weights.py with_one_hot_rows: the exemplar chains are always present, once and
+// exactly one-hot (they come first); other rows with the same key are kept once.
 export function withOneHotRows(rows, numRewards) {
-    const unique = [];
-    for (const row of [...rows, ...oneHotRows(numRewards)]) {
-        if (!unique.some((seen) => allClose(row, seen))) unique.push(row);
+    const unique = new Map();
+    for (const row of [...oneHotRows(numRewards), ...rows]) {
+        const key = rowKey(row);
+        if (!unique.has(key)) unique.set(key, row);
     }
-    return orderRows(unique);
+    if (unique.size > MAX_WEIGHT_ROWS) throw tooManyRows(unique.size);
+    return orderRows([...unique.values()]);
 }
 
 // sampling_math/weights.py resolve_weights: typed rows, or the grid when the text is empty.
@@ -129,32 +137,61 @@ export function guidedSteps(steps, guidedStart, guidedEnd) {
     return Math.max(0, end - Math.max(guidedStart, 0));
 }
 
-// sampling_math/ledger.py: weighted_sum_cost, srsoup_cost, single_cost; report.py planned_cost.
-function support(rows) {
-    return rows.reduce((total, row) => total + row.filter((w) => w > 0).length, 0);
+// sampling_math/weights.py exemplar_indices: for each reward, its one-hot row.
+function exemplarIndices(rows) {
+    return rows[0].map((_, m) => rows.findIndex((row) => row[m] === 1 && row.reduce((a, w) => a + w, 0) === 1));
 }
 
+// sampling_math/soup_schedule.py distance_to_one_hot: the distance of a row to its nearest one-hot
+// row, 1 at the centroid: sqrt(max(0, sum w^2 - 2 max w + 1) / (1 - 1/M)), at most 1; 0 when M = 1.
+export function distanceToOneHot(row) {
+    if (row.length === 1) return 0;
+    const squared = row.reduce((a, w) => a + w * w, 0) - 2 * Math.max(...row) + 1;
+    return Math.min(1, Math.sqrt(Math.max(0, squared) / (1 - 1 / row.length)));
+}
+
+// sampling_math/soup_schedule.py per_chain_soup_steps: K_l = T_g (c + (e - c)(1 - dist_l)), half up.
+export function perChainSoupSteps(rows, guided, centre, edge) {
+    return rows.map((row) => Math.floor(guided * (centre + (edge - centre) * (1 - distanceToOneHot(row))) + 0.5));
+}
+
+// sampling_math/guidance.py GuidanceSettings.can_soup and chain_soup_steps: each chain's K; the
+// exemplars never soup; a fixed K above the guided steps soups all of them (fixed_soup_steps).
+export function chainSoupSteps({ rows, mode, soupSchedule, soupSteps, soupCentre, soupEdge, guided }) {
+    const fixed = soupSchedule !== "per_chain";
+    const canSoup = mode === "srsoup" && (fixed ? soupSteps > 0 : soupCentre > 0 || soupEdge > 0);
+    if (!canSoup) return rows.map(() => 0);
+    const steps = fixed
+        ? rows.map(() => Math.min(soupSteps, guided))
+        : perChainSoupSteps(rows, guided, soupCentre, soupEdge);
+    for (const exemplar of exemplarIndices(rows)) steps[exemplar] = 0;
+    return steps;
+}
+
+// sampling_math/ledger.py reward_support and guidance_cost: chain l soups its first K_l guided
+// steps, then queries every reward it weighs on its own N candidates.
+export function guidanceCost(rows, candidates, guided, soupSteps = null) {
+    const own = rows.map((_, l) => guided - (soupSteps ? soupSteps[l] : 0));
+    const queries = rows.reduce((total, row, l) => total + row.filter((w) => w > 0).length * own[l], 0);
+    return [candidates * queries, candidates * own.reduce((a, b) => a + b, 0)];
+}
+
+// sampling_math/ledger.py weighted_sum_cost.
 export function weightedSumCost(rows, candidates, guided) {
-    return [candidates * support(rows) * guided, candidates * rows.length * guided];
-}
-
-export function plannedCost({ rows, numRewards, mode, candidates, soupSteps, guided }) {
-    if (mode === "single") {
-        const cost = candidates * numRewards * guided;
-        return [cost, cost];
-    }
-    if (mode === "srsoup") {
-        const [restQueries, restPasses] = weightedSumCost(rows, candidates, guided - soupSteps);
-        const soup = candidates * numRewards * soupSteps;
-        return [soup + restQueries, soup + restPasses];
-    }
-    return weightedSumCost(rows, candidates, guided);
+    return guidanceCost(rows, candidates, guided);
 }
 
 // Everything the node shows before a run, or the first problem the server would refuse the
 // settings for (same words as sampling_math/guidance.py validate_settings).
 export function estimate(settings) {
     const { weightsText, numRewards, gridDivisions, mode, candidates, soupSteps, guidedStart, guidedEnd } = settings;
+    const schedule = {
+        mode,
+        soupSteps,
+        soupSchedule: settings.soupSchedule ?? "fixed",
+        soupCentre: settings.soupCentre ?? 0.05,
+        soupEdge: settings.soupEdge ?? 0.8,
+    };
     const steps = schedulerSteps(settings.scheduler ?? "normal", settings.steps);
     const rows = resolveWeights(weightsText, numRewards, gridDivisions);
     if (candidates < 2) {
@@ -163,17 +200,26 @@ export function estimate(settings) {
     if (guidedEnd <= guidedStart) {
         throw new WeightsError(`guided steps: end (${guidedEnd}) must be after start (${guidedStart})`);
     }
-    const guided = guidedSteps(steps, guidedStart, guidedEnd);
-    if (mode === "srsoup" && !(soupSteps >= 0 && soupSteps <= guided)) {
+    for (const [name, value] of [["soup_centre", schedule.soupCentre], ["soup_edge", schedule.soupEdge]]) {
+        if (!(value >= 0 && value <= 1)) {
+            throw new WeightsError(`${name} is ${value}; give a fraction of the guided steps from 0 to 1`);
+        }
+    }
+    const fixed = mode === "srsoup" && schedule.soupSchedule !== "per_chain";
+    if (fixed && soupSteps < 0) {
         throw new WeightsError(
-            `soup_steps (K) is ${soupSteps} but there are only ${guided} guided steps ` +
-                "(the last step has no noise and is never guided); choose K between 0 and the guided steps",
+            `soup_steps (K) is ${soupSteps}; choose K of 0 or more (a K above the guided steps soups all of them)`,
         );
     }
+    const guided = guidedSteps(steps, guidedStart, guidedEnd);
     const chainRows = mode === "single" ? oneHotRows(numRewards) : rows;
-    const [queries, passes] = plannedCost({ rows: chainRows, numRewards, mode, candidates, soupSteps, guided });
+    // report.py planned_cost: the chain rows (chain_weights), each with its own K.
+    const chainSteps = chainSoupSteps({ rows: chainRows, guided, ...schedule });
+    const [queries, passes] = guidanceCost(chainRows, candidates, guided, chainSteps);
     // The report's baseline is weighted sum over all rows (report.py guided_report).
     const [wsQueries, wsPasses] = weightedSumCost(rows, candidates, guided);
+    // report.py final_scoring_queries: every final image is scored once by every reward.
+    const finalScoring = chainRows.length * numRewards;
     return {
         images: chainRows.length,
         guided_steps: guided,
@@ -181,6 +227,10 @@ export function estimate(settings) {
         lookahead_passes: passes,
         weighted_sum_queries: wsQueries,
         weighted_sum_lookahead_passes: wsPasses,
+        final_scoring_queries: finalScoring,
+        total_queries: queries + finalScoring,
+        chain_soup_steps: chainSteps,
+        soup_steps_K: fixed ? Math.min(soupSteps, guided) : mode === "srsoup" ? null : 0,
     };
 }
 

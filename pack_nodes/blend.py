@@ -219,11 +219,22 @@ class DiffusionBlendSampler(io.ComfyNode):
         blend_lambda: float,
         **loras,
     ) -> io.NodeOutput:
+        _check_choice("sampler_name", sampler_name, sampler_names())
+        _check_choice("scheduler", scheduler, scheduler_names())
         patched, summary = build_diffusion_blend(model, loras, normalise_weights, blend_lambda)
         latent = sample_with_ksampler(
             patched, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise
         )
         return io.NodeOutput(latent, summary)
+
+
+def _check_choice(input_name: str, value: str, allowed: list[str]) -> None:
+    """ComfyUI's KSampler runs an unknown sampler or scheduler name as its first one (euler, simple)
+    without a word, and ComfyUI before 0.8 does not check a combo's value itself."""
+    if value not in allowed:
+        raise BlendInputError(
+            f"{input_name}: '{value}' is not offered by this ComfyUI; allowed: {', '.join(allowed)}"
+        )
 
 
 LS_STEPS_TOOLTIP = (

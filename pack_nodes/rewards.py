@@ -11,7 +11,7 @@ from ..comfy_adapter.reward_models import ComfyModelManager
 from ..rewards.base import Reward, RewardError
 from ..rewards.model_manager import DTYPE_NAMES
 from ..rewards.registry import build_reward, get_spec, reward_names
-from ..rewards.remote import RemoteHttpReward, RemoteSettings
+from ..rewards.remote import MAX_TOTAL_BACKOFF_S, RemoteHttpReward, RemoteSettings, api_key_env_problem
 from ..rewards.scoring import score_table
 from .types import NO_FILE, RewardType
 
@@ -167,21 +167,38 @@ class RemoteReward(io.ComfyNode):
                 io.Int.Input(
                     "max_concurrent", default=2, min=1, max=64, tooltip="Requests in flight at once."
                 ),
-                io.Float.Input("timeout_s", default=120.0, min=0.1, max=3600.0, step=0.1),
-                io.Int.Input("retries", default=2, min=0, max=20, tooltip="Extra attempts after a failure."),
+                io.Float.Input(
+                    "timeout_s",
+                    default=120.0,
+                    min=0.1,
+                    max=3600.0,
+                    step=0.1,
+                    tooltip="Seconds to wait for one answer. Cancel stops the wait within a second.",
+                ),
+                io.Int.Input(
+                    "retries",
+                    default=2,
+                    min=0,
+                    max=20,
+                    tooltip="Extra attempts after a failure (down, timeout, HTTP 5xx/408/429, bad answer). "
+                    f"Retrying stops once the waits between attempts add up to {MAX_TOTAL_BACKOFF_S:g} s.",
+                ),
                 io.Float.Input(
                     "backoff_s",
                     default=1.0,
                     min=0.0,
                     max=600.0,
                     step=0.1,
-                    tooltip="Wait before retry k: backoff_s * 2^(k-1).",
+                    tooltip="Wait before retry k: backoff_s * 2^(k-1); all waits of one batch add up to at "
+                    f"most {MAX_TOTAL_BACKOFF_S:g} s (the last is shortened, later retries dropped). Cancel "
+                    "ends a wait at once.",
                 ),
                 io.String.Input(
                     "api_key_env",
                     default="",
-                    tooltip="NAME of an environment variable holding the API key (sent as a Bearer token). "
-                    "The key itself never goes into the workflow.",
+                    tooltip="NAME of an environment variable holding the API key (e.g. JUDGE_API_KEY), sent "
+                    "as a Bearer token to this url's server only (redirects elsewhere are refused). Never "
+                    "paste the key itself here: text that is not a set variable is refused.",
                 ),
                 io.Boolean.Input(
                     "requires_prompt",
@@ -191,6 +208,14 @@ class RemoteReward(io.ComfyNode):
             ],
             outputs=[RewardType.Output(display_name="REWARD")],
         )
+
+    @classmethod
+    def validate_inputs(cls, api_key_env=None):
+        # Before the prompt is queued, so a key pasted here never reaches /history. None: the text
+        # comes through a link and is checked when the node runs.
+        if api_key_env is None:
+            return True
+        return api_key_env_problem(api_key_env) or True
 
     @classmethod
     def execute(
@@ -216,7 +241,7 @@ class RemoteReward(io.ComfyNode):
             label=label.strip() or "remote",
             needs_prompt=requires_prompt,
         )
-        return io.NodeOutput(RemoteHttpReward(settings))
+        return io.NodeOutput(RemoteHttpReward(settings, manager=ComfyModelManager()))
 
 
 NODES = [RewardLoader, RewardScore, RemoteReward]

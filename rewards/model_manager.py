@@ -38,7 +38,7 @@ class ModelManager(Protocol):
         """How many images one forward may take: at most `wanted` and MAX_CHUNK, at least 1."""
 
     def check_interrupt(self) -> None:
-        """Raise if the host wants a long scoring loop to stop."""
+        """Raise if the host wants a long scoring loop, or a wait on a remote judge, to stop."""
 
 
 def dtype_by_name(dtype_name: str) -> torch.dtype:

@@ -8,6 +8,7 @@ rewards with ComfyUI's model manager instead.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,9 @@ class RewardSpec:
 
 
 REWARDS: dict[str, RewardSpec] = {}
+
+#: The pip package behind a module the neural rewards import, where the two names differ.
+PACKAGE_OF_MODULE = {"open_clip": "open_clip_torch"}
 
 
 def register(spec: RewardSpec) -> None:
@@ -195,4 +199,20 @@ def build_reward(
     if dtype not in DTYPE_NAMES:
         raise RewardError(f"dtype: unknown choice '{dtype}'; allowed: {', '.join(DTYPE_NAMES)}")
     manager = manager if manager is not None else TorchModelManager(device)
-    return spec.build(path, dtype, companion_path if spec.companion else None, manager)
+    try:
+        return spec.build(path, dtype, companion_path if spec.companion else None, manager)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").split(".")[0]
+        if not missing or missing == __name__.split(".")[0]:
+            raise  # the pack itself is broken, not the environment
+        raise RewardError(missing_package_message(name, missing)) from error
+
+
+def missing_package_message(reward_name: str, module: str) -> str:
+    """What to install when a neural reward's model code cannot be imported."""
+    package = PACKAGE_OF_MODULE.get(module, module)
+    return (
+        f"reward '{reward_name}' needs the Python package {package} (module '{module}'), which is not "
+        f"installed in the Python that runs ComfyUI ({sys.executable}). Install it with "
+        f'"{sys.executable}" -m pip install {package}, then restart ComfyUI.'
+    )

@@ -4,8 +4,8 @@
 - search_gradient: z-scores, search directions, the shell update and the soup noise correction.
 - weights: simplex weight rows, their parsing and grids.
 - guidance: the multi-reward guided sampling loop (weighted sum, Sample Reward Soups, single).
-- ledger: exact counts of reward queries and look-ahead passes, and the paper's formulas.
+- soup_schedule: how many guided steps each chain soups (one K for all, or per chain by its row).
+- ledger: exact counts of reward queries and look-ahead passes.
 - pareto: non-dominated filtering and exact hypervolume.
 - blend: Diffusion Blend combinations and the stochastic per-step draw schedule.
-- toy: a closed-form Gaussian-mixture problem with an exact denoiser, for tests and benchmarks.
 """

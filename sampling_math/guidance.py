@@ -1,6 +1,9 @@
 """Multi-reward guided sampling: weighted sum, Sample Reward Soups, and single-reward chains.
 
 All L chains start from the same x_T and share one set of candidate noises z_1..z_N per step.
+In Sample Reward Soups each chain soups for its first K guided steps (one K for all, or one per
+chain: soup_schedule.py) and queries on its own after that; a step where some chains soup and others
+query is one step.
 The loop knows nothing of ComfyUI: it asks `denoise` for denoised predictions of a batch of
 latents at a noise level, and `score` for rewards of look-ahead predictions; the adapter
 implements both (CFG model, VAE decode, reward models, chunking, interrupt).
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .ancestral import AncestralStep, ancestral_step
-from .ledger import QueryLedger
+from .ledger import QueryLedger, StepCost
 from .search_gradient import (
     CORRECTIONS,
     correction_divisor,
@@ -23,6 +26,7 @@ from .search_gradient import (
     soup_noises,
     zscores,
 )
+from .soup_schedule import SCHEDULES, per_chain_soup_steps
 from .weights import exemplar_indices
 
 MODES = ("srsoup", "weighted_sum", "single")
@@ -44,7 +48,13 @@ class GuidanceSettings:
     weights: torch.Tensor  # [L, M] rows on the simplex, one-hot rows included
     mode: str = "srsoup"
     candidates: int = 30  # N: reward queries per chain per step
-    soup_steps: int = 20  # K: the first K guided steps use soups (srsoup mode)
+    # fixed schedule: every chain soups for the first K guided steps (a K above them: all of them)
+    soup_steps: int = 20
+    soup_schedule: str = "fixed"  # or "per_chain": K by where each chain's row sits
+    # per_chain: K of a row at the centroid and of a row next to a one-hot row, as fractions of the
+    # guided steps; (0.05, 0.8) is what bench_srsoup.py schedule found safe on every toy it could be
+    soup_centre: float = 0.05
+    soup_edge: float = 0.8
     guided_start: int = 0  # first guided step index
     guided_end: int | None = None  # one past the last guided step index (None: to the end)
     correction: str = "divided_by_s"
@@ -60,6 +70,32 @@ class GuidanceSettings:
         if self.mode == "single":
             return self.weights[exemplar_indices(self.weights)]
         return self.weights
+
+    def can_soup(self) -> bool:
+        if self.mode != "srsoup":
+            return False
+        if self.soup_schedule == "fixed":
+            return self.soup_steps > 0
+        return self.soup_centre > 0 or self.soup_edge > 0
+
+    def fixed_soup_steps(self, guided_steps: int) -> int:
+        """The fixed schedule's K as run: a K above the guided steps soups all of them, as a
+        guided_end past the last step guides to the end (so K = 20 still runs at 10 steps)."""
+        return min(self.soup_steps, guided_steps)
+
+    def chain_soup_steps(self, guided_steps: int) -> list[int]:
+        """K of every chain (in chain_weights order): 0 for the exemplars, which never soup, and
+        for every chain outside srsoup mode."""
+        weights = self.chain_weights()
+        if not self.can_soup():
+            return [0] * weights.shape[0]
+        if self.soup_schedule == "fixed":
+            soup_steps = [self.fixed_soup_steps(guided_steps)] * weights.shape[0]
+        else:
+            soup_steps = per_chain_soup_steps(weights, guided_steps, self.soup_centre, self.soup_edge)
+        for exemplar in exemplar_indices(weights):
+            soup_steps[exemplar] = 0
+        return soup_steps
 
 
 def guided_step_indices(sigmas: torch.Tensor, settings: GuidanceSettings, flow: bool) -> list[int]:
@@ -89,18 +125,26 @@ def validate_settings(settings: GuidanceSettings, sigmas: torch.Tensor, flow: bo
         raise GuidanceError(
             f"guided steps: end ({settings.guided_end}) must be after start ({settings.guided_start})"
         )
-    if settings.mode == "single" or (settings.mode == "srsoup" and settings.soup_steps > 0):
+    if settings.soup_schedule not in SCHEDULES:
+        raise GuidanceError(
+            f"soup_schedule: unknown '{settings.soup_schedule}'; allowed: {', '.join(SCHEDULES)}"
+        )
+    for name in ("soup_centre", "soup_edge"):
+        value = getattr(settings, name)
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
+            raise GuidanceError(f"{name} is {value}; give a fraction of the guided steps from 0 to 1")
+    if settings.mode == "single" or settings.can_soup():
         try:  # soups and single chains need the one-hot (exemplar) rows; check before model work
             exemplar_indices(settings.weights)
         except ValueError as error:
             raise GuidanceError(str(error)) from None
-    guided = guided_step_indices(sigmas, settings, flow)
-    if settings.mode == "srsoup" and not 0 <= settings.soup_steps <= len(guided):
+    fixed = settings.mode == "srsoup" and settings.soup_schedule == "fixed"
+    if fixed and settings.soup_steps < 0:
         raise GuidanceError(
-            f"soup_steps (K) is {settings.soup_steps} but there are only {len(guided)} guided steps "
-            "(the last step has no noise and is never guided); choose K between 0 and the guided steps"
+            f"soup_steps (K) is {settings.soup_steps}; choose K of 0 or more "
+            "(a K above the guided steps soups all of them)"
         )
-    return guided
+    return guided_step_indices(sigmas, settings, flow)
 
 
 def guided_sample(
@@ -116,12 +160,14 @@ def guided_sample(
 
     Returns the final chains [L, ...] (one per chain weight row, in row order) and the ledger.
     """
-    guided = set(validate_settings(settings, sigmas, flow))
+    guided_indices = validate_settings(settings, sigmas, flow)
+    soup_steps = settings.chain_soup_steps(len(guided_indices))
+    guided = set(guided_indices)
     weights = settings.chain_weights().to(torch.float64)
     # Any latent rank (images [1, C, H, W], video [1, C, T, H, W]): every chain starts at x_T.
     chains = x[:1].expand(weights.shape[0], *x.shape[1:]).clone()
     noise = NoiseSource(settings.seed, chains.shape[1:], chains.dtype, chains.device)
-    ledger = QueryLedger(settings.num_rewards)
+    ledger = QueryLedger(settings.num_rewards, weights.shape[0])
     guided_so_far = 0
     for i in range(len(sigmas) - 1):
         step = ancestral_step(sigmas[i], sigmas[i + 1], flow, settings.eta)
@@ -133,12 +179,18 @@ def guided_sample(
         elif i not in guided:
             chains = means + step.noise_scale * fresh
         else:
-            soup = settings.mode == "srsoup" and guided_so_far < settings.soup_steps
-            candidate_noises = noise.draw(settings.candidates)
-            stepper = soup_step if soup else weighted_sum_step
-            chains = stepper(
-                denoise, score, step, means, weights, candidate_noises, fresh, ledger, i, settings, flow
+            context = StepContext(
+                denoise,
+                score,
+                step,
+                means,
+                weights,
+                noises=noise.draw(settings.candidates),
+                fresh=fresh,
+                soup_divisor=correction_divisor(settings.correction, step.noise_scale, step.sigma_next, flow),
             )
+            chains, cost = guided_step(context, souping=[guided_so_far < k for k in soup_steps])
+            ledger.record(i, cost)
             guided_so_far += 1
         if callback is not None:
             callback(i, chains, denoised)
@@ -158,63 +210,73 @@ class NoiseSource:
         return sample.to(device=self.device, dtype=self.dtype)
 
 
-def lookahead_scores(
-    denoise: Denoiser,
-    score: Scorer,
-    step: AncestralStep,
-    origins: torch.Tensor,
-    noises: torch.Tensor,
-    needed: torch.Tensor,
-) -> torch.Tensor:
-    """Rewards of the candidates origins[c] + s z_n, judged on their look-ahead x0 at sigma_next.
+@dataclass(frozen=True)
+class StepContext:
+    """What one guided step of all chains works with."""
 
-    Returns [C, N, M]; needed is [C, M] (which rewards each origin's candidates need).
+    denoise: Denoiser
+    score: Scorer
+    step: AncestralStep
+    means: torch.Tensor  # [L, ...] the chains' ancestral means: candidates are means + s z_n
+    weights: torch.Tensor  # [L, M] one row per chain
+    noises: torch.Tensor  # [N, ...] the candidate noises z_n, shared by all chains
+    fresh: torch.Tensor  # the step's plain noise, for a chain whose rewards all tie
+    soup_divisor: float | None  # what a soup divides the offset between chains by (None: no correction)
+
+    def lookahead_scores(self, origins: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+        """Rewards of the candidates origins[c] + s z_n, judged on their look-ahead x0 at sigma_next.
+
+        Returns [C, N, M]; needed is [C, M] (which rewards each origin's candidates need).
+        """
+        count, num = origins.shape[0], self.noises.shape[0]
+        candidates = origins.unsqueeze(1) + self.step.noise_scale * self.noises.unsqueeze(0)
+        lookahead = self.denoise(candidates.reshape(count * num, *origins.shape[1:]), self.step.sigma_next)
+        mask = needed.unsqueeze(1).expand(count, num, needed.shape[1]).reshape(count * num, -1)
+        return self.score(lookahead, mask).reshape(count, num, -1)
+
+
+def guided_step(context: StepContext, souping: list[bool]) -> tuple[torch.Tensor, StepCost]:
+    """One guided step of every chain.
+
+    A chain that does not soup queries every reward it weighs on its own candidates (weighted sum;
+    a one-hot chain needs only its own reward) and z-scores each reward. A souping chain queries
+    nothing: it combines the exemplars' z-scored rewards with their noises corrected to its own mean
+    (Sample Reward Soups). The exemplars never soup, so in a soup step they query their own reward,
+    as in Algorithm 1, and one-hot chains are the same in every mode.
     """
-    count, num = origins.shape[0], noises.shape[0]
-    candidates = origins.unsqueeze(1) + step.noise_scale * noises.unsqueeze(0)
-    lookahead = denoise(candidates.reshape(count * num, *origins.shape[1:]), step.sigma_next)
-    mask = needed.unsqueeze(1).expand(count, num, needed.shape[1]).reshape(count * num, -1)
-    return score(lookahead, mask).reshape(count, num, -1)
+    means, weights, noises = context.means, context.weights, context.noises
+    querying = [chain for chain, soup in enumerate(souping) if not soup]
+    needed = weights[querying] > 0
+    rewards = context.lookahead_scores(means[querying], needed)  # [Q, N, M], in `querying` order
+    own_rewards = dict(zip(querying, rewards, strict=True))
+    zscored: dict[tuple[int, int], torch.Tensor] = {}  # an exemplar's z-scores serve every soup
 
+    def own_zscores(chain: int, reward: int) -> torch.Tensor:
+        if (chain, reward) not in zscored:
+            zscored[chain, reward] = zscores(own_rewards[chain][:, reward])
+        return zscored[chain, reward]
 
-def weighted_sum_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
-    """Every chain queries its own candidates for every reward it weighs; per-reward z-scores."""
-    needed = weights > 0
-    rewards = lookahead_scores(denoise, score, step, means, noises, needed)  # [L, N, M]
+    exemplars = exemplar_indices(weights) if any(souping) else []
     chains = []
-    for chain, row in enumerate(weights):
+    for chain, row in enumerate(weights.tolist()):
         direction = torch.zeros_like(means[chain])
-        for m in torch.nonzero(row > 0).flatten().tolist():
-            direction += float(row[m]) * search_direction(zscores(rewards[chain, :, m]), noises)
-        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
-    ledger.record(
-        index, needed.sum(dim=0).mul(noises.shape[0]).tolist(), means.shape[0] * noises.shape[0], False
+        for m, weight in enumerate(row):
+            if weight <= 0:
+                continue  # a reward of weight 0 is never queried nor used
+            if souping[chain]:
+                exemplar = exemplars[m]
+                scores = own_zscores(exemplar, m)
+                seen = soup_noises(noises, means[exemplar], means[chain], context.soup_divisor)
+            else:
+                scores, seen = own_zscores(chain, m), noises
+            direction += weight * search_direction(scores, seen)
+        chains.append(shell_step(means[chain], context.step.noise_scale, direction, context.fresh))
+    num = noises.shape[0]
+    support = (weights > 0).sum(dim=1).tolist()
+    cost = StepCost(
+        queries_per_reward=needed.sum(dim=0).mul(num).tolist(),
+        queries_per_chain=[0 if soup else num * s for soup, s in zip(souping, support, strict=True)],
+        lookahead_passes=len(querying) * num,
+        soup_chains=sum(souping),
     )
-    return torch.stack(chains)
-
-
-def soup_step(denoise, score, step, means, weights, noises, fresh, ledger, index, settings, flow):
-    """Only the M exemplar chains query, each its own reward, on the shared noises; every chain
-    combines the exemplars' z-scored rewards with the noises corrected to its own mean."""
-    exemplars = exemplar_indices(weights)
-    num_rewards = len(exemplars)
-    needed = torch.eye(num_rewards, dtype=torch.bool, device=means.device)
-    rewards = lookahead_scores(denoise, score, step, means[exemplars], noises, needed)  # [M, N, M]
-    exemplar_scores = [zscores(rewards[m, :, m]) for m in range(num_rewards)]
-    divisor = correction_divisor(settings.correction, step.noise_scale, step.sigma_next, flow)
-    chains = []
-    for chain, row in enumerate(weights):
-        direction = torch.zeros_like(means[chain])
-        for m in torch.nonzero(row > 0).flatten().tolist():
-            # An exemplar's own candidates need no correction: one-hot chains are exactly the
-            # single-reward (Algorithm 1) chains in every mode.
-            seen = (
-                noises
-                if chain == exemplars[m]
-                else soup_noises(noises, means[exemplars[m]], means[chain], divisor)
-            )
-            direction += float(row[m]) * search_direction(exemplar_scores[m], seen)
-        chains.append(shell_step(means[chain], step.noise_scale, direction, fresh))
-    per_reward = [noises.shape[0]] * num_rewards
-    ledger.record(index, per_reward, num_rewards * noises.shape[0], True)
-    return torch.stack(chains)
+    return torch.stack(chains), cost

@@ -12,20 +12,39 @@ from dataclasses import dataclass, field
 import torch
 
 
+@dataclass(frozen=True)
+class StepCost:
+    """What one guided step spent."""
+
+    queries_per_reward: list[int]
+    #: Queries on each chain's own candidates: 0 for a chain that soups, N per weighed reward else.
+    queries_per_chain: list[int]
+    lookahead_passes: int
+    soup_chains: int  # chains that reused the exemplars' queries (0: a weighted-sum step)
+
+
 @dataclass
 class QueryLedger:
     num_rewards: int
-    #: One entry per guided step: (step index, queries per reward, look-ahead passes, soup step?)
-    steps: list[tuple[int, list[int], int, bool]] = field(default_factory=list)
+    num_chains: int
+    #: One entry per guided step: (step index, what it spent)
+    steps: list[tuple[int, StepCost]] = field(default_factory=list)
 
-    def record(self, step: int, queries_per_reward: list[int], lookahead_passes: int, soup: bool) -> None:
-        self.steps.append((step, list(queries_per_reward), int(lookahead_passes), soup))
+    def record(self, step: int, cost: StepCost) -> None:
+        self.steps.append((step, cost))
 
     @property
     def queries_per_reward(self) -> list[int]:
-        totals = [0] * self.num_rewards
-        for _, queries, _, _ in self.steps:
-            totals = [a + b for a, b in zip(totals, queries, strict=True)]
+        return self._totals(self.num_rewards, lambda cost: cost.queries_per_reward)
+
+    @property
+    def queries_per_chain(self) -> list[int]:
+        return self._totals(self.num_chains, lambda cost: cost.queries_per_chain)
+
+    def _totals(self, size: int, part) -> list[int]:
+        totals = [0] * size
+        for _, cost in self.steps:
+            totals = [a + b for a, b in zip(totals, part(cost), strict=True)]
         return totals
 
     @property
@@ -34,7 +53,7 @@ class QueryLedger:
 
     @property
     def lookahead_passes(self) -> int:
-        return sum(passes for _, _, passes, _ in self.steps)
+        return sum(cost.lookahead_passes for _, cost in self.steps)
 
     @property
     def guided_steps(self) -> int:
@@ -44,11 +63,17 @@ class QueryLedger:
         return {
             "queries": self.queries,
             "queries_per_reward": self.queries_per_reward,
+            "queries_per_chain": self.queries_per_chain,
             "lookahead_passes": self.lookahead_passes,
             "guided_steps": self.guided_steps,
             "per_step": [
-                {"step": step, "queries": queries, "lookahead_passes": passes, "soup": soup}
-                for step, queries, passes, soup in self.steps
+                {
+                    "step": step,
+                    "queries": cost.queries_per_reward,
+                    "lookahead_passes": cost.lookahead_passes,
+                    "soup_chains": cost.soup_chains,
+                }
+                for step, cost in self.steps
             ],
         }
 
@@ -58,43 +83,24 @@ def reward_support(weights: torch.Tensor) -> list[int]:
     return [int((row > 0).sum()) for row in weights]
 
 
-def weighted_sum_cost(weights: torch.Tensor, candidates: int, guided_steps: int) -> tuple[int, int]:
-    """(queries, look-ahead passes) of weighted-sum guidance of every chain for every guided step.
-
-    Equals the paper's N T_g M (L - M + 1) queries when every mixture row has full support.
-    """
-    per_step_queries = candidates * sum(reward_support(weights))
-    return per_step_queries * guided_steps, candidates * weights.shape[0] * guided_steps
-
-
-def srsoup_cost(
-    weights: torch.Tensor, candidates: int, guided_steps: int, soup_steps: int
+def guidance_cost(
+    weights: torch.Tensor, candidates: int, guided_steps: int, soup_steps: list[int] | None = None
 ) -> tuple[int, int]:
-    """(queries, look-ahead passes) of Sample Reward Soups: in each of the first K guided steps only
-    the M exemplar chains query, each its own reward; weighted sum after that."""
-    num_rewards = weights.shape[1]
-    rest_queries, rest_passes = weighted_sum_cost(weights, candidates, guided_steps - soup_steps)
-    soup = candidates * num_rewards * soup_steps
-    return soup + rest_queries, soup + rest_passes
+    """(queries, look-ahead passes) when chain l soups for its first K_l guided steps (soup_steps;
+    None: never, i.e. weighted sum) and then queries every reward it weighs on its own N candidates.
+
+    The exemplars have K = 0: they query their own reward every step, souping chains reuse that.
+    With full-support rows and M exemplars that is N M (T_g + sum over interior l of (T_g - K_l))
+    queries, the paper's N M (K + (T_g - K)(L - M + 1)) for one K; rows that weigh a reward 0 never
+    query it. Passes: N (M T_g + sum over interior l of (T_g - K_l)).
+    """
+    soup_steps = [0] * weights.shape[0] if soup_steps is None else soup_steps
+    own_steps = [guided_steps - k for k in soup_steps]
+    queries = sum(s * n for s, n in zip(reward_support(weights), own_steps, strict=True))
+    return candidates * queries, candidates * sum(own_steps)
 
 
-def single_cost(num_rewards: int, candidates: int, guided_steps: int) -> tuple[int, int]:
-    """Each reward guides its own chain alone (Algorithm 1 per reward)."""
-    cost = candidates * num_rewards * guided_steps
-    return cost, cost
-
-
-def paper_weighted_sum_queries(candidates: int, guided_steps: int, num_rewards: int, num_weights: int) -> int:
-    """Q_WS = N T_g M (L - M + 1) (the SRSoup paper)."""
-    return candidates * guided_steps * num_rewards * (num_weights - num_rewards + 1)
-
-
-def paper_srsoup_queries(
-    candidates: int, guided_steps: int, num_rewards: int, num_weights: int, soup_steps: int
-) -> int:
-    """Q_SR = N M (K + (T_g - K)(L - M + 1)) (the SRSoup paper)."""
-    return (
-        candidates
-        * num_rewards
-        * (soup_steps + (guided_steps - soup_steps) * (num_weights - num_rewards + 1))
-    )
+def weighted_sum_cost(weights: torch.Tensor, candidates: int, guided_steps: int) -> tuple[int, int]:
+    """(queries, look-ahead passes) of weighted-sum guidance of every chain for every guided step:
+    the paper's N T_g M (L - M + 1) queries when every mixture row has full support."""
+    return guidance_cost(weights, candidates, guided_steps)

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-#: Reward spreads at or below this (relative to the rewards' scale) count as "all equal".
+#: Reward spreads at or below this fraction of the rewards' largest magnitude count as "all equal"
+#: (relative, so that a reward on a tiny scale still guides; float64 rounding of equal values is ~1e-16).
 EQUAL_REWARDS_TOLERANCE = 1e-7
 ZSCORE_EPSILON = 1e-8
 
@@ -21,13 +22,14 @@ CORRECTIONS = ("divided_by_s", "authors", "none")
 def zscores(rewards: torch.Tensor) -> torch.Tensor:
     """(r - mean) / (population std + 1e-8) over the last dimension; zeros where all are equal.
 
-    All-equal rewards carry no direction, so they must give a zero gradient, not noise amplified
-    by 1e-8.
+    All-equal rewards carry no direction, so they must give a zero gradient, not rounding noise
+    amplified by 1e-8. "Equal" is relative to the rewards' own magnitude: rewards of order 1e-9 that
+    differ are not equal (the search direction is normalised, so their scale does not matter).
     """
     rewards = rewards.double()
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, unbiased=False, keepdim=True)
-    scale = rewards.abs().amax(dim=-1, keepdim=True).clamp_min(1.0)
+    scale = rewards.abs().amax(dim=-1, keepdim=True)
     scores = (rewards - mean) / (std + ZSCORE_EPSILON)
     return torch.where(std <= EQUAL_REWARDS_TOLERANCE * scale, torch.zeros_like(scores), scores)
 

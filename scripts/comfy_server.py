@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -14,8 +13,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-COMFYUI_DIR = Path(os.environ.get("MULTIREWARD_COMFYUI", PACK_ROOT / ".host" / "ComfyUI")).resolve()
+from comfy_hosts import PACK_ROOT, selected
+
+HOST = selected()  # MULTIREWARD_HOST=<version>; the primary host when unset
+# What the servers this process started ran ("ComfyUI x, frontend y"), for the test summary.
+SERVED: set[str] = set()
 
 
 def free_port() -> int:
@@ -25,12 +27,19 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """`with ComfyServer() as server:` starts main.py --cpu with the pack linked into custom_nodes."""
+    """`with ComfyServer() as server:` starts the selected host's main.py --cpu with the pack linked
+    into custom_nodes; `front_end_root` serves another frontend (a `comfyui_frontend_package/static`
+    folder) instead of the host's pinned one."""
 
     def __init__(
-        self, base_dir: Path | None = None, extra_args: tuple[str, ...] = (), packs: dict | None = None
+        self,
+        base_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        packs: dict | None = None,
+        front_end_root: Path | None = None,
     ):
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="multireward-server-"))
+        self.front_end_root = Path(front_end_root) if front_end_root else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = extra_args
@@ -46,7 +55,7 @@ class ComfyServer:
             if not link.exists():
                 link.symlink_to(target, target_is_directory=True)
         command = [
-            sys.executable,
+            str(HOST.python),
             "main.py",
             "--cpu",
             "--listen",
@@ -56,16 +65,19 @@ class ComfyServer:
             "--disable-auto-launch",
             "--base-directory",
             str(self.base_dir),
+            # A file, not sqlite:///:memory: (which makes /object_info fail on ComfyUI 0.9-0.16).
             "--database-url",
-            "sqlite:///:memory:",
+            f"sqlite:///{self.base_dir / 'comfyui.db'}",
+            *(("--front-end-root", str(self.front_end_root)) if self.front_end_root else ()),
             *self.extra_args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            command, cwd=COMFYUI_DIR, stdout=self._log, stderr=subprocess.STDOUT, env=env
+            command, cwd=HOST.comfyui, stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
         self._wait_ready()
+        SERVED.add(self.describe())
         return self
 
     def __exit__(self, *exc) -> None:
@@ -94,8 +106,20 @@ class ComfyServer:
                 time.sleep(0.5)
         raise TimeoutError(f"ComfyUI did not answer within {timeout} s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def describe(self) -> str:
+        """The ComfyUI and frontend versions this server runs."""
+        return HOST.describe(self.front_end_root)
+
+    def log(self, since: int = 0) -> str:
+        """The server's log from byte `since` on (a `log_size()` taken earlier)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=30) as response:

@@ -1,6 +1,6 @@
 """The bundled example workflows, described compactly and written in ComfyUI's UI format.
 
-    .host/venv/bin/python scripts/example_workflows.py    # rewrites example_workflows/*.json + .jpg
+    .host/comfyui-0.33.0/venv/bin/python scripts/example_workflows.py    # rewrites example_workflows/*.json + .jpg
 
 Each names ComfyUI's standard SD1.5 checkpoint, which a user swaps for their own; the tests and
 the demo runner swap in the tiny test checkpoint instead.

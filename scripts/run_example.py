@@ -20,9 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-HOST = PACK_ROOT / ".host"
-VENV_PYTHON = HOST / "venv" / "bin" / "python"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfy_hosts import HOSTS_DIR, PACK_ROOT, selected
+
+HOST = selected()  # MULTIREWARD_HOST=<version>; the primary host when unset
 TINY_CHECKPOINT = "tiny_sd15.safetensors"
 
 #: Scaled-down settings for the tiny model on a CPU: (node type, widget) -> value.
@@ -41,11 +42,11 @@ CPU_SETTINGS = {
 
 
 def ensure_host() -> None:
-    subprocess.run([sys.executable, str(PACK_ROOT / "scripts" / "install_host.py")], check=True)
+    subprocess.run([sys.executable, str(PACK_ROOT / "scripts" / "install_host.py"), HOST.version], check=True)
 
 
 def running_in_host_venv() -> bool:
-    return Path(sys.prefix).resolve() == (HOST / "venv").resolve()
+    return Path(sys.prefix).resolve() == HOST.venv.resolve()
 
 
 def build_tiny_checkpoint() -> Path:
@@ -54,7 +55,7 @@ def build_tiny_checkpoint() -> Path:
     import tiny_models
 
     harness.prepare_comfy_imports()
-    return tiny_models.write_sd15_checkpoint(HOST / "cache" / "tiny_sd15_checkpoint.safetensors")
+    return tiny_models.write_sd15_checkpoint(HOSTS_DIR / "cache" / "tiny_sd15_checkpoint.safetensors")
 
 
 def scale_down(workflow: dict, object_info: dict, settings: dict = CPU_SETTINGS) -> list[str]:
@@ -68,12 +69,11 @@ def scale_down(workflow: dict, object_info: dict, settings: dict = CPU_SETTINGS)
 
 
 def run(workflow_name: str, output_dir: Path, full: bool) -> int:
-    sys.path.insert(0, str(PACK_ROOT / "scripts"))
     from comfy_server import ComfyServer, error_message
     from workflows import replace_widget, ui_to_api
 
     checkpoint = build_tiny_checkpoint()
-    base_dir = HOST / "demo"
+    base_dir = HOST.root / "demo"
     (base_dir / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
     link = base_dir / "models" / "checkpoints" / TINY_CHECKPOINT
     if not link.exists():
@@ -114,7 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     if not running_in_host_venv():
         ensure_host()
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+        os.execv(str(HOST.python), [str(HOST.python), __file__, *sys.argv[1:]])
     return run(args.workflow, args.output.resolve(), args.full)
 
 

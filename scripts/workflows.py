@@ -74,8 +74,20 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         for (name, is_control), value in zip(widget_layout(definition), values, strict=False):
             if not is_control and name not in inputs:
                 inputs[name] = value
+        # A workflow saved before a node gained a widget: the frontend gives it its default.
+        for name, default in widget_defaults(definition).items():
+            inputs.setdefault(name, default)
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
+
+
+def widget_defaults(definition: dict) -> dict:
+    """The declared default of every widget that has one."""
+    return {
+        name: spec[1]["default"]
+        for name, spec in ordered_inputs(definition)
+        if is_widget(spec) and len(spec) > 1 and "default" in spec[1]
+    }
 
 
 @dataclass

@@ -58,3 +58,12 @@ def tiny_checkpoint(comfy, tiny_checkpoint_file) -> str:
     if not link.exists():
         link.symlink_to(tiny_checkpoint_file)
     return link.name
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which ComfyUI this run tested, and the frontends its servers served."""
+    terminalreporter.write_line(f"tested on: {harness.HOST.describe()}")
+    import comfy_server
+
+    for served in sorted(comfy_server.SERVED):
+        terminalreporter.write_line(f"servers ran: {served}")

@@ -11,7 +11,6 @@ import asyncio
 import importlib
 import importlib.abc
 import importlib.util
-import os
 import sys
 import tempfile
 import uuid
@@ -19,8 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(PACK_ROOT / "scripts"))  # the host layout, shared with the installer
+import comfy_hosts  # noqa: E402
+
 PACK_NAME = "multireward"
-COMFYUI_DIR = Path(os.environ.get("MULTIREWARD_COMFYUI", PACK_ROOT / ".host" / "ComfyUI")).resolve()
+HOST = comfy_hosts.selected()  # MULTIREWARD_HOST=<version>; the primary host when unset
+COMFYUI_DIR = HOST.comfyui.resolve()
+# Since ComfyUI 0.8 the backend checks a V3 combo's value against its options before any node runs
+# (/prompt answers 400 "Value not in list: <input>: ..."); 0.3.75 leaves that check to the node, so an
+# error-path test expects the message of whichever layer speaks first on the host.
+COMFYUI_CHECKS_COMBO_VALUES = HOST.version_info >= (0, 8)
 # The name nodes.load_custom_node gives a pack loaded from PACK_ROOT.
 COMFY_MODULE_NAME = str(PACK_ROOT).replace(".", "_x_")
 
@@ -79,8 +86,12 @@ def prepare_comfy_imports() -> Path:
         return _comfy_base_dir
     if not (COMFYUI_DIR / "main.py").exists():
         raise RuntimeError(
-            f"no ComfyUI host at {COMFYUI_DIR}; run `python3 scripts/install_host.py` first "
-            "(or set MULTIREWARD_COMFYUI to a ComfyUI folder)"
+            f"no ComfyUI host at {COMFYUI_DIR}; run `python3 scripts/install_host.py {HOST.version}` first"
+        )
+    if Path(sys.prefix).resolve() != HOST.venv.resolve():
+        raise RuntimeError(
+            f"the ComfyUI {HOST.version} host runs under {HOST.python}, not {sys.executable} "
+            f"({comfy_hosts.HOST_VARIABLE} selects the host)"
         )
     _comfy_base_dir = Path(tempfile.mkdtemp(prefix="multireward-comfy-"))
     put_comfyui_first_on_path()
@@ -96,6 +107,10 @@ def prepare_comfy_imports() -> Path:
     import utils.extra_config  # noqa: F401
 
     return _comfy_base_dir
+
+
+# Every key main.py passes (ComfyUI 0.23+ reads "ram_inactive" on every prompt; older ones ignore it).
+NO_CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
 
 
 class _SilentServer:
@@ -173,7 +188,7 @@ class ComfyHost:
             return GraphResult(False, error={"validation": error, "node_errors": node_errors})
         server = _SilentServer()
         executor = execution.PromptExecutor(
-            server, cache_type=execution.CacheType.NONE, cache_args={"lru": 0, "ram": 0}
+            server, cache_type=execution.CacheType.NONE, cache_args=NO_CACHE_ARGS
         )
         prompt_id = str(uuid.uuid4())
         # Keep every node's outputs so tests can read them (CacheType.NONE drops them otherwise).

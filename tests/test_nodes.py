@@ -95,12 +95,40 @@ class RecordingReward:
         return (Recording(),)
 
 
+#: Images each CountingReward scored, by its label (tests clear it before a run).
+COUNTED_IMAGES: dict[str, int] = {}
+
+
+class CountingReward:
+    """A colorfulness REWARD that counts, under its label, every image it is asked to score: what a
+    paying user's judge would count, kept apart from the pack's own ledger and counters."""
+
+    RETURN_TYPES = ("MULTIREWARD_REWARD",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"label": ("STRING", {"default": "judge"})}}
+
+    def make(self, label):
+        from multireward.rewards.colorfulness import Colorfulness
+
+        class Counting(Colorfulness):
+            def _score(self, images, prompt):
+                COUNTED_IMAGES[label] = COUNTED_IMAGES.get(label, 0) + images.shape[0]
+                return super()._score(images, prompt)
+
+        return (Counting(),)
+
+
 TEST_NODES = {
     "MultiRewardTest_TinySD15": TinySD15,
     "MultiRewardTest_TinyFlow": TinyFlow,
     "MultiRewardTest_EmptyImages": EmptyImages,
     "MultiRewardTest_Images": ImagesFromFile,
     "MultiRewardTest_RecordingReward": RecordingReward,
+    "MultiRewardTest_CountingReward": CountingReward,
 }
 NODE_CLASS_MAPPINGS = TEST_NODES
 

@@ -155,3 +155,16 @@ def test_the_registry_icon_is_a_file_of_the_pack():
     # The Registry shows the Icon from the repository's main branch: it must be a file here.
     relative = config["Icon"].split("/main/", 1)[1]
     assert (harness.PACK_ROOT / relative).is_file(), relative
+
+
+def test_pyproject_declares_a_comfyui_range_that_admits_every_test_host():
+    """Read by ComfyUI's own pyproject parser (what Manager and the registry see)."""
+    import comfy_hosts
+    from comfy_config.config_parser import extract_node_configuration
+    from packaging.specifiers import SpecifierSet
+
+    declared = SpecifierSet(
+        extract_node_configuration(str(harness.PACK_ROOT)).project.supported_comfyui_version
+    )
+    assert f">={comfy_hosts.OLDEST}" in {str(clause) for clause in declared}, declared
+    assert all(declared.contains(version) for version in comfy_hosts.VERSIONS), declared

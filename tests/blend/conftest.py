@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import pytest
@@ -106,10 +105,13 @@ def sampled_latent(result) -> torch.Tensor:
     return result.output("ks", 0)["samples"]
 
 
-def independent_lora_model(host, lora_name: str):
-    """A deep copy of the tiny model with the LoRA merged by ComfyUI's stock LoRA path.
+def independent_lora_model(host, lora_name: str, base=None):
+    """A copy of the model (the tiny SD1.5 one unless `base` gives a MODEL) with the LoRA merged by
+    ComfyUI's stock LoRA path.
 
-    Its own module, so a reference blend can call it and the base model in the same step.
+    Its own module, so a reference blend can call it and the base model in the same step. Built by
+    the model's own config and given the same weights (a BaseModel cannot be deep-copied since
+    ComfyUI 0.4: its config answers every unknown attribute, __setstate__ included, with None).
     """
     import comfy.model_management
     import comfy.model_patcher
@@ -117,15 +119,15 @@ def independent_lora_model(host, lora_name: str):
     import comfy.utils
     import tiny_models
 
-    base = tiny_models.tiny_sd15(0)[0]
-    module = copy.deepcopy(base.model)
+    base = (base or tiny_models.tiny_sd15(0)[0]).model
+    module = base.model_config.get_model({})
+    module.load_state_dict(base.state_dict())
     device = comfy.model_management.get_torch_device()
     patcher = comfy.model_patcher.ModelPatcher(module, load_device=device, offload_device=device)
     path = host.models_dir("loras") / lora_name
     lora_state = comfy.utils.load_torch_file(str(path), safe_load=True)
     patched, _ = comfy.sd.load_lora_for_models(patcher, None, lora_state, 1.0, 0.0)
-    # ModelPatcher's own per-weight merge (patch_model would skip modules the deep copy marks as
-    # already patched).
+    # ModelPatcher's own per-weight merge, key by key.
     for key in patched.patches:
         patched.patch_weight_to_device(key, device_to=device)
     module.current_patcher = patched

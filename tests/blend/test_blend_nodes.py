@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
+import harness
 import pytest
 import torch
 from conftest import (
@@ -331,7 +332,19 @@ def test_missing_lora_file_is_an_error_naming_it(comfy, blend_loras):
 def test_a_blend_needs_two_loras(comfy, blend_loras):
     graph = sampling_graph(_diffusion_blend([blend_loras.a], [1.0]), ["m", 0])
     message = _error_message(comfy.run(graph, expect_success=False))
-    assert "needs 2 to 4 LoRAs, 1 chosen" in message and "KLKnob" in message
+    if harness.COMFYUI_CHECKS_COMBO_VALUES:
+        # lora_2 offers only LoRA files, so ComfyUI itself refuses "(none)" there, naming the input.
+        assert "Value not in list" in message and "lora_2: '(none)' not in" in message
+        assert blend_loras.a in message  # the allowed files are listed
+    else:
+        assert "needs 2 to 4 LoRAs, 1 chosen" in message and "KLKnob" in message
+    # The node's own check, for whatever reaches it without ComfyUI's validation.
+    from multireward.pack_nodes.blend import build_diffusion_blend
+    from multireward.sampling_math.blend import BlendInputError
+
+    one_lora = {"lora_1": blend_loras.a, "weight_1": 1.0, "lora_2": "(none)", "weight_2": 1.0}
+    with pytest.raises(BlendInputError, match=r"needs 2 to 4 LoRAs, 1 chosen; for a single LoRA use KLKnob"):
+        build_diffusion_blend(None, one_lora, normalise_weights=True, blend_lambda=1.0)
 
 
 def test_blends_cannot_be_stacked(comfy, blend_loras):

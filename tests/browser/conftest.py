@@ -16,6 +16,8 @@ import harness
 import pytest
 from server_harness import ComfyServer
 
+from example_workflows import LORA_A, LORA_B, STANDARD_CHECKPOINT
+
 CHROMIUM = os.environ.get("MULTIREWARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -48,12 +50,16 @@ def server():
     running = ComfyServer()
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / TINY_CHECKPOINT).symlink_to(cache)
+    # The examples' own file names too: newer frontends mark a node naming a missing file as broken.
+    for name in (TINY_CHECKPOINT, STANDARD_CHECKPOINT):
+        (checkpoints / name).symlink_to(cache)
     # Names for the Diffusion Blend LoRA lists; the editor tests only choose them, never load them.
     loras = running.base_dir / "models" / "loras"
     loras.mkdir(parents=True, exist_ok=True)
     for name in FAKE_LORAS:
         (loras / name).write_bytes(b"")
+    for seed, name in enumerate((LORA_A, LORA_B), start=1):
+        tiny_models.write_checkpoint_lora(cache, loras / name, seed)
     with running:
         yield running
     shutil.rmtree(running.base_dir, ignore_errors=True)

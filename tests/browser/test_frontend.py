@@ -16,9 +16,9 @@ import harness
 import pytest
 import torch
 
-from multireward.sampling_math.guidance import GuidanceSettings, guided_step_indices
+from multireward.sampling_math.guidance import GuidanceError, GuidanceSettings, validate_settings
 from multireward.sampling_math.ledger import weighted_sum_cost
-from multireward.sampling_math.report import planned_cost
+from multireward.sampling_math.report import final_scoring_queries, planned_cost
 from multireward.sampling_math.weights import WeightsError, parse_weight_rows, resolve_weights
 
 pytestmark = pytest.mark.browser
@@ -112,16 +112,27 @@ def panel(app, node_id):
     return app.evaluate("(id) => app.graph.getNodeById(id).multireward", node_id)
 
 
-def python_estimate(text, num_rewards, grid, mode, n, k, steps, start, end):
-    """The Python side of the same numbers: resolve_weights, guided_step_indices, planned_cost."""
+def python_estimate(text, num_rewards, grid, mode, n, k, steps, start, end, schedule=("fixed", 0.05, 0.8)):
+    """The Python side of the same numbers: resolve_weights, validate_settings, chain_soup_steps,
+    planned_cost, final_scoring_queries (schedule: soup_schedule, soup_centre, soup_edge)."""
     weights = resolve_weights(text, num_rewards, grid)
+    soup_schedule, centre, edge = schedule
     settings = GuidanceSettings(
-        weights=weights, mode=mode, candidates=n, soup_steps=k, guided_start=start, guided_end=end
+        weights=weights,
+        mode=mode,
+        candidates=n,
+        soup_steps=k,
+        soup_schedule=soup_schedule,
+        soup_centre=centre,
+        soup_edge=edge,
+        guided_start=start,
+        guided_end=end,
     )
     sigmas = torch.linspace(10.0, 0.0, steps + 1)  # steps + 1 sigmas ending at 0, as the schedulers give
-    guided = len(guided_step_indices(sigmas, settings, flow=False))
+    guided = len(validate_settings(settings, sigmas, flow=False))
     queries, passes = planned_cost(settings, guided)
     ws_queries, ws_passes = weighted_sum_cost(weights, n, guided)
+    fixed = mode == "srsoup" and soup_schedule == "fixed"
     return {
         "images": settings.chain_weights().shape[0],
         "guided_steps": guided,
@@ -129,7 +140,32 @@ def python_estimate(text, num_rewards, grid, mode, n, k, steps, start, end):
         "lookahead_passes": passes,
         "weighted_sum_queries": ws_queries,
         "weighted_sum_lookahead_passes": ws_passes,
+        "final_scoring_queries": final_scoring_queries(settings),
+        "total_queries": queries + final_scoring_queries(settings),
+        "chain_soup_steps": settings.chain_soup_steps(guided),
+        "soup_steps_K": settings.fixed_soup_steps(guided) if fixed else None if mode == "srsoup" else 0,
     }
+
+
+def js_estimate(app, cases):
+    """window.MultiReward.estimate of each case (python_estimate's arguments), or the error it throws."""
+    return app.evaluate(
+        """(cases) => cases.map(([t, m, g, mode, n, k, steps, s, e, [schedule, centre, edge]]) => {
+            try {
+                return window.MultiReward.estimate({weightsText: t, numRewards: m, gridDivisions: g, mode,
+                    candidates: n, soupSteps: k, steps, guidedStart: s, guidedEnd: e, soupSchedule: schedule,
+                    soupCentre: centre, soupEdge: edge});
+            } catch (error) { return {error: error.message}; }
+        })""",
+        cases,
+    )
+
+
+def python_estimate_or_error(*case):
+    try:
+        return python_estimate(*case)
+    except (GuidanceError, WeightsError) as error:
+        return {"error": str(error)}
 
 
 def python_error(text, num_rewards) -> str:
@@ -188,34 +224,68 @@ def test_example_workflow_loads_with_no_missing_nodes(app, path):
         assert shown["error"] is None, shown
         if s["scheduler"] != "ddim_uniform":
             args = (s["weightsText"], s["numRewards"], s["gridDivisions"], s["mode"], s["candidates"])
-            expected = python_estimate(*args, s["soupSteps"], s["steps"], s["guidedStart"], s["guidedEnd"])
+            schedule = (s["soupSchedule"], s["soupCentre"], s["soupEdge"])
+            expected = python_estimate(
+                *args, s["soupSteps"], s["steps"], s["guidedStart"], s["guidedEnd"], schedule
+            )
             assert shown["estimate"] == expected, (path.name, s)
 
 
+SCHEDULES = (
+    ("fixed", 0.05, 0.8),
+    ("per_chain", 0.05, 0.8),  # the node's default
+    ("per_chain", 0.0, 1.0),
+    ("per_chain", 0.6, 0.3),  # centre above edge
+    ("per_chain", 0.0, 0.0),  # never soups
+    ("per_chain", 0.15000000000000002, 0.35000000000000003),  # what a 0.05-step widget holds
+)
+
+
 def test_estimate_matches_the_python_formulas(app):
+    """estimate == planned_cost (and each chain's K, the final scoring, the total) for both
+    schedules, 2-4 rewards, sparse and near-one-hot rows, and a fixed K above the guided steps."""
     cases = []
     for mode in ("srsoup", "weighted_sum", "single"):
         for text, m, grid in (
             ("", 2, 5),
+            ("", 2, 10),
             ("", 3, 2),
+            ("", 4, 3),
             ("1,0; 0.5,0.5; 0,1", 2, 5),
+            ("0.5,0.5", 2, 5),
             ("2 1 0\n0 0 1; 1,1,1", 3, 4),
+            ("0.8,0.2,0; 0.6,0,0.4; 0.2,0.4,0.4; 1,1,1; 0.9999999999,1e-10,0", 3, 2),
         ):
             for steps, start, end, k in (
                 (50, 0, 10000, 20),
                 (10, 2, 7, 3),
                 (4, 0, 10000, 0),
                 (30, 5, 30, 24),
+                (12, 0, 10000, 20),  # K = 20 with 11 guided steps: all of them
             ):
-                cases.append([text, m, grid, mode, 7, k, steps, start, end])
-    got = app.evaluate(
-        """(cases) => cases.map(([t, m, g, mode, n, k, steps, s, e]) => window.MultiReward.estimate({
-            weightsText: t, numRewards: m, gridDivisions: g, mode, candidates: n, soupSteps: k, steps,
-            guidedStart: s, guidedEnd: e}))""",
-        cases,
-    )
+                for schedule in SCHEDULES if mode == "srsoup" else SCHEDULES[:2]:
+                    cases.append([text, m, grid, mode, 7, k, steps, start, end, list(schedule)])
+    got = js_estimate(app, cases)
     for case, estimate in zip(cases, got, strict=True):
         assert estimate == python_estimate(*case), case
+    per_chain = [e["chain_soup_steps"] for c, e in zip(cases, got, strict=True) if c[-1][0] == "per_chain"]
+    assert len({k for steps in per_chain for k in steps}) > 10  # many different K were compared
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"k": -1}, "soup_steps (K) is -1"),
+        ({"centre": 1.5}, "soup_centre is 1.5"),
+        ({"edge": -0.5}, "soup_edge"),
+    ],
+)
+def test_estimate_refuses_what_the_server_refuses_in_its_words(app, overrides, field):
+    values = {"k": 3, "centre": 0.05, "edge": 0.8, **overrides}
+    schedule = "fixed" if "k" in overrides else "per_chain"
+    case = ["", 2, 5, "srsoup", 7, values["k"], 10, 0, 10000, [schedule, values["centre"], values["edge"]]]
+    got = js_estimate(app, [case])[0]
+    assert got == python_estimate_or_error(*case) and got["error"].startswith(field), got
 
 
 def test_scheduler_step_counts_match_comfyui(app):
@@ -238,21 +308,32 @@ def test_estimate_follows_widgets_and_links(app):
     def shown():
         return panel(app, node_id)["estimate"]
 
-    assert shown() == python_estimate("", 3, 2, "srsoup", 4, 1, 4, 0, 10000)
+    # a new node runs the per-chain schedule at the benchmark's fractions
+    assert shown() == python_estimate("", 3, 2, "srsoup", 4, 1, 4, 0, 10000, ("per_chain", 0.05, 0.8))
     changes = [
-        ("mode", "weighted_sum"),
-        ("candidates", 9),
+        ("soup_edge", 0.35),
+        ("soup_centre", 0.2),
         ("steps", 12),
-        ("guided_start", 3),
         ("grid_divisions", 3),
     ]
     for name, value in changes:
-        # What the canvas does when a widget is edited: set the value, then call its callback.
-        app.evaluate(
-            "([id, name, value]) => { const w = app.graph.getNodeById(id).widgets.find((w) => w.name === name);"
-            " w.value = value; w.callback?.(value); }",
-            [node_id, name, value],
-        )
+        set_widget(app, node_id, name, value)
+    assert shown() == python_estimate("", 3, 3, "srsoup", 4, 1, 12, 0, 10000, ("per_chain", 0.2, 0.35))
+    assert "K per image (soup steps): " + ", ".join(map(str, shown()["chain_soup_steps"])) in (
+        in_panel(app, node_id, ".mr-estimate").text_content()
+    )
+    set_widget(app, node_id, "soup_schedule", "fixed")
+    set_widget(app, node_id, "soup_steps", 20)
+    assert shown() == python_estimate("", 3, 3, "srsoup", 4, 20, 12, 0, 10000)
+    assert "K = 20 is more than the 11 guided steps" in in_panel(app, node_id, ".mr-estimate").text_content()
+    changes = [
+        ("soup_steps", 1),
+        ("mode", "weighted_sum"),
+        ("candidates", 9),
+        ("guided_start", 3),
+    ]
+    for name, value in changes:
+        set_widget(app, node_id, name, value)
     assert shown() == python_estimate("", 3, 3, "weighted_sum", 9, 1, 12, 3, 10000)
     app.evaluate(
         "(id) => { const n = app.graph.getNodeById(id); n.disconnectInput(n.findInputSlot('reward_3')); }",
@@ -260,10 +341,20 @@ def test_estimate_follows_widgets_and_links(app):
     )
     app.settle()
     assert shown() == python_estimate("", 2, 3, "weighted_sum", 9, 1, 12, 3, 10000)
+    text = in_panel(app, node_id, ".mr-estimate").text_content()
+    assert text.startswith(f"estimate: {shown()['queries']} reward queries")
     assert (
-        in_panel(app, node_id, ".mr-estimate")
-        .text_content()
-        .startswith(f"estimate: {shown()['queries']} reward queries")
+        f"in all, with the final scoring: {shown()['total_queries']} (+ {shown()['final_scoring_queries']}"
+        in text
+    )
+
+
+def set_widget(app, node_id, name, value):
+    """What the canvas does when a widget is edited: set the value, then call its callback."""
+    app.evaluate(
+        "([id, name, value]) => { const w = app.graph.getNodeById(id).widgets.find((w) => w.name === name);"
+        " w.value = value; w.callback?.(value); }",
+        [node_id, name, value],
     )
 
 
@@ -278,9 +369,13 @@ def test_estimate_follows_widgets_and_links(app):
         "1,0; 0x10,1",
         "1_0,1; 0,1",
         "1,0",
+        "0.5,0.5",
         " ; ;",
         "1e-3 2 | 0 1",
+        "\n".join(f"{i},1" for i in range(15_360)),  # issue 10: 15,360 rows, over 100k characters
+        "\n".join(f"{i},1" for i in range(2049)),
     ],
+    ids=lambda text: text if len(text) < 40 else f"{text.count(chr(10)) + 1} rows",
 )
 def test_weight_errors_use_the_server_parsers_words(app, text):
     got = app.evaluate(
@@ -289,6 +384,33 @@ def test_weight_errors_use_the_server_parsers_words(app, text):
         text,
     )
     assert got == python_error(text, 2)
+
+
+def test_resolved_rows_equal_the_server_parsers(app):
+    """The rows a node will run, as the frontend resolves them: one-hot rows added first and exactly,
+    rows that agree to 9 decimals once, the largest grid, the row limit with the one-hot rows."""
+    cases = [
+        ["0.5,0.5", 2, 5],
+        ["0.9999999999,1e-10; 0.5,0.5", 2, 5],
+        ["0.1,0.2; 1,2; 0.33333334,0.66666666", 2, 5],
+        ["1,2,3; 3,2,1; 0,0,7", 3, 5],
+        ["", 4, 20],
+        [";".join(f"{i + 1},{2048 - i}" for i in range(2047)), 2, 5],
+        [";".join(f"{i + 1},{2048 - i}" for i in range(2048)), 2, 5],
+    ]
+    got = app.evaluate(
+        """(cases) => cases.map(([t, m, g]) => {
+            try { return window.MultiReward.resolveWeights(t, m, g); } catch (e) { return e.message; }
+        })""",
+        cases,
+    )
+    for (text, m, grid), rows in zip(cases, got, strict=True):
+        try:
+            expected = resolve_weights(text, m, grid).tolist()
+        except WeightsError as error:
+            expected = str(error)
+        assert rows == expected, text[:60]
+    assert len(got[4]) == 1771 and got[-1].startswith("weights: 2050 weight rows; at most 2048")
 
 
 def test_weights_editor_keeps_rows_on_the_simplex(app):
@@ -454,8 +576,16 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
     entry = max(history.values(), key=lambda e: e["prompt"][0])
     assert entry["status"]["status_str"] == "success"
     run = entry["outputs"][str(node_id)]["multireward_run"][0]
-    for key in ("queries", "weighted_sum_queries", "lookahead_passes", "weighted_sum_lookahead_passes"):
+    for key in (
+        "queries",
+        "weighted_sum_queries",
+        "lookahead_passes",
+        "weighted_sum_lookahead_passes",
+        "total_queries",
+    ):
         assert run[key] == estimate[key], key
+    # the example sets no schedule: the node runs its default, per_chain
+    assert before["settings"]["soupSchedule"] == "per_chain"
     assert f"reward queries: {run['queries']}" in entry["outputs"][str(node_id)]["text"][0]
     reports = sorted((server.base_dir / "output").rglob("*.json"), key=lambda p: p.stat().st_mtime)
     for report_path in reports[-1:]:
@@ -465,12 +595,21 @@ def test_srsoup_workflow_runs_from_the_run_button_and_the_estimate_equals_the_re
             assert report["weighted_sum_queries"] == estimate["weighted_sum_queries"]
             assert report["lookahead_passes"] == estimate["lookahead_passes"]
             assert report["guided_steps"] == estimate["guided_steps"]
+            assert report["chain_soup_steps"] == estimate["chain_soup_steps"]
+            assert report["total_queries"] == estimate["total_queries"]
 
     status = in_panel(app, node_id, ".mr-status").text_content()
-    shown = re.fullmatch(r"last run: (\d+) reward queries \(weighted sum: (\d+)\), (\d+\.\d) s", status)
+    shown = re.fullmatch(
+        r"last run: (\d+) reward queries \(weighted sum: (\d+)\), (\d+) with the final scores, (\d+\.\d) s",
+        status,
+    )
     assert shown, status
-    assert [int(shown[1]), int(shown[2])] == [run["queries"], run["weighted_sum_queries"]]
-    assert abs(float(shown[3]) - run["seconds"]) <= 0.05 + 1e-9  # the report's time, to one decimal
+    assert [int(shown[1]), int(shown[2]), int(shown[3])] == [
+        run["queries"],
+        run["weighted_sum_queries"],
+        run["total_queries"],
+    ]
+    assert abs(float(shown[4]) - run["seconds"]) <= 0.05 + 1e-9  # the report's time, to one decimal
     app.screenshot("srsoup_node.png", clip=focus_node(app, node_id))
 
 

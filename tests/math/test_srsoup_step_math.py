@@ -99,6 +99,23 @@ def test_zscores_of_equal_rewards_are_exact_zeros_per_row():
     assert torch.allclose(scores[2], torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=torch.float64), atol=1e-7)
 
 
+@pytest.mark.parametrize("scale", [1e-12, 1e-9, 1e-7, 1.0, 1e6])
+def test_zscores_do_not_depend_on_the_rewards_scale_being_above_one(scale):
+    """Rewards s (0, 1, 2, 3) have population std s sqrt(1.25): z = s (r - 1.5) / (s sqrt(1.25) + 1e-8)
+    at every scale s, never the zeros of "all equal"; truly equal tiny rewards still give zeros."""
+    ramp = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    expected = scale * (ramp - 1.5) / (scale * math.sqrt(1.25) + 1e-8)
+    scores = zscores(scale * ramp)
+    assert torch.allclose(scores, expected, rtol=1e-12, atol=0)
+    assert scores.abs().min() > 0
+    noises = torch.eye(4, dtype=torch.float64).unsqueeze(1)  # [N, 1, 4]: each candidate its own axis
+    direction = search_direction(scores, noises)
+    assert torch.allclose(direction / direction.norm(), expected.view(1, 4) / expected.norm(), atol=1e-12)
+    assert torch.equal(
+        zscores(torch.full((4,), 3 * scale, dtype=torch.float64)), torch.zeros(4, dtype=torch.float64)
+    )
+
+
 def test_search_direction_is_the_score_weighted_sum_of_noises():
     noises = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]], [[1.0, 1.0]]])
     direction = search_direction(torch.tensor([2.0, -1.0, 0.5]), noises)

@@ -7,16 +7,17 @@ import math
 
 import pytest
 import torch
+from support import toy
 
-from multireward.sampling_math import toy
 from multireward.sampling_math.guidance import (
     GuidanceError,
     GuidanceSettings,
     guided_sample,
     guided_step_indices,
 )
-from multireward.sampling_math.ledger import srsoup_cost, weighted_sum_cost
+from multireward.sampling_math.ledger import weighted_sum_cost
 from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
+from multireward.sampling_math.report import planned_cost
 from multireward.sampling_math.weights import simplex_grid
 
 FORMS = pytest.mark.parametrize("flow", [False, True], ids=["ve", "flow"])
@@ -158,7 +159,7 @@ def test_counted_queries_equal_the_formulas_and_what_the_rewards_saw(flow, mode,
     problem = toy.make_problem(16, flow=flow)
     run = toy.run_toy(problem, settings(mode, soup_steps=soup_steps, candidates=5), steps=10, seed=0)
     guided = 9  # the last of 10 steps has no noise and is never guided
-    queries, passes = srsoup_cost(GRID6, 5, guided, soup_steps)
+    queries, passes = planned_cost(settings(mode, soup_steps=soup_steps, candidates=5), guided)
     assert (run.ledger.queries, run.ledger.lookahead_passes) == (queries, passes)
     assert run.ledger.queries == 5 * 2 * (
         soup_steps + (guided - soup_steps) * 5
@@ -228,12 +229,15 @@ def test_soups_for_all_steps_bias_the_front_more_than_for_a_few():
     ("overrides", "message"),
     [
         ({"candidates": 1}, r"candidates \(N\) must be at least 2"),
-        ({"soup_steps": 10}, r"soup_steps \(K\) is 10 but there are only 9 guided steps"),
-        ({"soup_steps": -1}, r"soup_steps \(K\) is -1"),
+        ({"soup_steps": -1}, r"soup_steps \(K\) is -1; choose K of 0 or more"),
         ({"mode": "greedy"}, r"mode: unknown 'greedy'; allowed: srsoup, weighted_sum, single"),
         ({"correction": "half"}, r"correction: unknown 'half'"),
         ({"guided_start": 5, "guided_end": 5}, r"guided steps: end \(5\) must be after start \(5\)"),
         ({"weights": torch.tensor([[1.0, 0.0]], dtype=torch.float64)}, r"at least one weight row per reward"),
+        ({"soup_schedule": "by_luck"}, r"soup_schedule: unknown 'by_luck'; allowed: fixed, per_chain"),
+        ({"soup_centre": 1.5}, r"soup_centre is 1.5; give a fraction of the guided steps from 0 to 1"),
+        ({"soup_edge": float("nan")}, r"soup_edge is nan; give a fraction"),
+        ({"soup_schedule": "per_chain", "weights": GRID6[1:]}, r"no one-hot row for reward 1"),
     ],
 )
 def test_bad_settings_fail_before_any_model_work(overrides, message):

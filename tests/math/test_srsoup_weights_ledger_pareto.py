@@ -7,21 +7,17 @@ import math
 
 import pytest
 import torch
+from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
 
-from multireward.sampling_math.ledger import (
-    QueryLedger,
-    paper_srsoup_queries,
-    paper_weighted_sum_queries,
-    single_cost,
-    srsoup_cost,
-    weighted_sum_cost,
-)
+from multireward.sampling_math.guidance import GuidanceSettings
+from multireward.sampling_math.ledger import QueryLedger, StepCost, weighted_sum_cost
 from multireward.sampling_math.pareto import (
     default_reference,
     hypervolume,
     non_dominated,
     per_weight_bias,
 )
+from multireward.sampling_math.report import planned_cost
 from multireward.sampling_math.weights import (
     WeightsError,
     authors_three_reward_grid,
@@ -76,7 +72,6 @@ def test_parse_rows_normalises_and_accepts_both_separators():
         ("1,0,0; 0,1", 2, r"weights row 1 \('1,0,0'\): has 3 values but 2 rewards are connected"),
         ("1,0; -0.5,1.5", 2, r"weights row 2 \('-0.5,1.5'\): weights must not be negative"),
         ("1,0; 0,0; 0,1", 2, r"weights row 2 \('0,0'\): all weights are zero; at least one must be positive"),
-        ("0.5,0.5", 2, r"weights: 1 weight row\(s\) for 2 rewards; give at least one row per reward"),
         ("1,0; a,b", 2, r"weights row 2 \('a,b'\): every weight must be a number"),
         ("1,0; inf,1", 2, r"weights row 2 \('inf,1'\): weights must be finite numbers"),
         (" ; ;", 2, r"weights: no weight rows given"),
@@ -111,17 +106,23 @@ def test_resolve_weights_uses_the_grid_for_empty_text():
 
 
 def test_ledger_totals():
-    ledger = QueryLedger(2)
-    ledger.record(3, [30, 30], 60, True)
-    ledger.record(4, [150, 150], 180, False)
-    assert ledger.queries_per_reward == [180, 180] and ledger.queries == 360
-    assert ledger.lookahead_passes == 240 and ledger.guided_steps == 2
+    ledger = QueryLedger(2, 3)
+    ledger.record(3, StepCost([30, 30], [30, 0, 30], 60, soup_chains=1))
+    ledger.record(4, StepCost([60, 60], [30, 60, 30], 90, soup_chains=0))
+    assert ledger.queries_per_reward == [90, 90] and ledger.queries == 180
+    assert ledger.queries_per_chain == [60, 60, 60]
+    assert ledger.lookahead_passes == 150 and ledger.guided_steps == 2
     assert ledger.as_dict()["per_step"][0] == {
         "step": 3,
         "queries": [30, 30],
         "lookahead_passes": 60,
-        "soup": True,
+        "soup_chains": 1,
     }
+
+
+def fixed_k_cost(weights, candidates, guided, soup_steps, mode="srsoup"):
+    """What planned_cost says the fixed schedule with K = soup_steps will spend."""
+    return planned_cost(GuidanceSettings(weights, mode, candidates, soup_steps), guided)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,8 @@ def test_two_reward_costs_equal_the_paper_formulas(divisions, guided, soup):
     ws_queries, ws_passes = weighted_sum_cost(weights, n, guided)
     assert ws_queries == paper_weighted_sum_queries(n, guided, 2, rows) == n * guided * 2 * (rows - 1)
     assert ws_passes == n * guided * rows
-    sr_queries, sr_passes = srsoup_cost(weights, n, guided, soup)
+    assert fixed_k_cost(weights, n, guided, 0, "weighted_sum") == (ws_queries, ws_passes)
+    sr_queries, sr_passes = fixed_k_cost(weights, n, guided, soup)
     assert (
         sr_queries
         == paper_srsoup_queries(n, guided, 2, rows, soup)
@@ -154,16 +156,17 @@ def test_paper_examples_from_the_design_notes():
 def test_three_reward_full_support_grid_matches_the_paper_and_sparse_rows_cost_less():
     centre = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.3, 0.2]])
     assert weighted_sum_cost(centre, 30, 50)[0] == paper_weighted_sum_queries(30, 50, 3, 5)
-    assert srsoup_cost(centre, 30, 50, 20)[0] == paper_srsoup_queries(30, 50, 3, 5, 20)
+    assert fixed_k_cost(centre, 30, 50, 20)[0] == paper_srsoup_queries(30, 50, 3, 5, 20)
     # The authors' 13 rows: 9 mixtures weigh only two rewards; a chain never queries a reward of
     # weight 0, so per step 3 + 3 + 9 * 2 = 24 rewards instead of the paper's M (L - M + 1) = 33.
     authors = torch.tensor(authors_three_reward_grid(), dtype=torch.float64)
     assert weighted_sum_cost(authors, 30, 50) == (30 * 50 * 24, 30 * 50 * 13)
-    assert srsoup_cost(authors, 30, 50, 35) == (30 * (35 * 3 + 15 * 24), 30 * (35 * 3 + 15 * 13))
+    assert fixed_k_cost(authors, 30, 50, 35) == (30 * (35 * 3 + 15 * 24), 30 * (35 * 3 + 15 * 13))
 
 
-def test_single_cost():
-    assert single_cost(3, 30, 49) == (30 * 3 * 49, 30 * 3 * 49)
+def test_single_mode_costs_one_chain_per_reward():
+    authors = torch.tensor(authors_three_reward_grid(), dtype=torch.float64)
+    assert fixed_k_cost(authors, 30, 49, 20, "single") == (30 * 3 * 49, 30 * 3 * 49)
 
 
 # --- Pareto front and hypervolume ----------------------------------------------------------------

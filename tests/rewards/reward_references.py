@@ -13,12 +13,14 @@ import sys
 import types
 from pathlib import Path
 
+import harness
 import install_reward_references as install_references
 import numpy as np
 import torch
 from PIL import Image
 
-COMFY_CLIP_TOKENIZER = Path(install_references.PACK_ROOT) / ".host" / "ComfyUI" / "comfy" / "sd1_tokenizer"
+# The CLIP tokenizer files of the ComfyUI host the tests run on.
+COMFY_CLIP_TOKENIZER = harness.COMFYUI_DIR / "comfy" / "sd1_tokenizer"
 
 # Tiny sizes: two heads everywhere (64-wide heads), real CLIP vocabulary and context length.
 TINY_VISION = {"width": 128, "layers": 2, "patch_size": 8, "image_size": 32}

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 from reward_references import as_comfy_images, random_uint8_images
+from support.judges import Judge
 
 
 @pytest.fixture
@@ -44,8 +45,10 @@ PROMPT = "a red house"
 def test_scores_come_back_in_order_batched_and_at_most_max_concurrent(serve):
     from multireward.rewards.colorfulness import colorfulness
 
-    url, behaviour = serve(delay_s=0.2)
-    reward = remote(url, batch_size=2, max_concurrent=2)
+    # Each answer takes long enough for the two requests to overlap; the client's timeout is long
+    # enough that a loaded CI machine never turns a slow answer into a retry (a fifth request).
+    url, behaviour = serve(delay_s=0.5)
+    reward = remote(url, batch_size=2, max_concurrent=2, timeout_s=120.0)
     scores = reward.score(IMAGES, PROMPT)
     assert scores.tolist() == pytest.approx(colorfulness(IMAGES).tolist(), abs=1e-3)
     assert behaviour.requests == 4  # 7 images in batches of 2
@@ -195,3 +198,98 @@ def test_remote_scores_equal_the_local_measure_on_png_rounded_images(serve):
     assert remote(url).score(images, PROMPT).tolist() == pytest.approx(
         colorfulness(rounded).tolist(), rel=1e-6
     )
+
+
+def test_retry_waits_double_and_add_up_to_at_most_a_minute():
+    from multireward.rewards.remote import MAX_TOTAL_BACKOFF_S, retry_waits
+
+    assert MAX_TOTAL_BACKOFF_S == 60.0
+    assert retry_waits(3, 5.0) == [5.0, 10.0, 20.0]
+    assert retry_waits(3, 30.0) == [30.0, 30.0]  # the second shortened, the third dropped
+    assert retry_waits(20, 600.0) == [60.0]
+    assert retry_waits(20, 0.0) == [0.0] * 20
+    assert retry_waits(0, 1.0) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "other", "same"),
+    [
+        ("http://judge.example/score", "http://JUDGE.example:80/v2", True),
+        ("https://judge.example/", "https://judge.example:443/x", True),
+        ("http://judge.example/", "https://judge.example/", False),  # another scheme
+        ("http://judge.example/", "http://judge.example:8080/", False),
+        ("http://judge.example/", "http://judge.example.evil.test/", False),
+        ("http://judge.example/", "http://judge.example:notaport/", False),
+    ],
+)
+def test_same_origin_means_same_scheme_host_and_port(url, other, same):
+    from multireward.rewards.remote import same_origin
+
+    assert same_origin(url, other) is same
+
+
+PASTED_KEYS = [
+    "sk-proj-" + "9fQ2xLr7Tb" * 4,
+    "ghp_16C7e42F292c6912E7710c838347Ae178B4a",  # GitHub's documented example token
+    "hf_aBcDeFgHiJkLmNoPqRsTuVwXyZaBcDeFgH",
+    "5f4dcc3b5aa765d61d8327deb882cf99",
+    "AKIAIOSFODNN7EXAMPLE",  # AWS's documented example access key id
+]
+
+
+@pytest.mark.parametrize("pasted_key", PASTED_KEYS)
+def test_a_key_pasted_into_api_key_env_is_refused_and_never_repeated(pasted_key):
+    import traceback
+
+    from multireward.rewards.base import RewardError
+
+    with pytest.raises(RewardError, match="not repeated here") as error:
+        remote("http://127.0.0.1:9/", api_key_env=pasted_key)
+    assert pasted_key not in "".join(traceback.format_exception(error.value))  # the chain included
+
+
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "hf_token", "JUDGE_KEY_2024", "MY_VLM_JUDGE_API_KEY"])
+def test_an_unset_variable_name_is_named_in_the_error(name, monkeypatch):
+    from multireward.rewards.base import RewardError
+
+    monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RewardError, match=f"environment variable '{name}' is not set"):
+        remote("http://127.0.0.1:9/", api_key_env=name)
+    monkeypatch.setenv(name, "the-key")
+    assert remote("http://127.0.0.1:9/", api_key_env=name).settings.api_key_env == name
+
+
+class StopWhenAsked:
+    """A host whose Cancel is an Event: the ModelManager stop check a remote reward is given."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+
+    def check_interrupt(self) -> None:
+        if self.cancel.is_set():
+            raise InterruptedError("cancelled")
+
+
+def test_a_stop_ends_a_slow_request_at_once_and_frees_its_thread():
+    from multireward.rewards.remote import RemoteHttpReward, RemoteSettings
+
+    host = StopWhenAsked()
+    with Judge(delay_s=60.0) as judge:
+        reward = RemoteHttpReward(RemoteSettings(url=judge.url + "/", timeout_s=120.0), manager=host)
+
+        cancelled_at = []
+
+        def cancel_during_the_request():
+            judge.wait_for_requests(1)
+            time.sleep(0.2)
+            cancelled_at.append(time.monotonic())
+            host.cancel.set()
+
+        threading.Thread(target=cancel_during_the_request, daemon=True).start()
+        with pytest.raises(InterruptedError):
+            reward.score(IMAGES[:2], PROMPT)
+        stopped = time.monotonic()
+        assert stopped - cancelled_at[0] < 1.0
+        while any(t.name.startswith("remote-reward") for t in threading.enumerate()):
+            assert time.monotonic() - stopped < 1.0, "a worker still waits on the judge"
+            time.sleep(0.01)

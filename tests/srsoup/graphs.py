@@ -55,6 +55,10 @@ def srsoup_graph(model_source: str = "tiny", checkpoint: str = "", **overrides) 
         "guided_start": 0,
         "guided_end": 10000,
         "correction": "divided_by_s",
+        # The paper's fixed K (the node's default is per_chain): the counts below follow soup_steps.
+        "soup_schedule": "fixed",
+        "soup_centre": 0.05,
+        "soup_edge": 0.8,
     }
     inputs.update(overrides)
     graph["7"] = {"class_type": "MultiReward_SRSoupKSampler", "inputs": inputs}

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 from graphs import srsoup_graph
-
-from multireward.sampling_math.ledger import paper_srsoup_queries, paper_weighted_sum_queries
+from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
 
 
 def run_srsoup(comfy, **overrides):
@@ -81,9 +80,8 @@ def test_each_exemplar_beats_the_unguided_sample_on_its_own_reward(comfy, model_
         ({"weights": "1,0,0; 0,1,0"}, "has 3 values but 2 rewards"),
         ({"weights": "1,-1; 0,1"}, "must not be negative"),
         ({"weights": "0,0; 1,0"}, "all weights are zero"),
-        ({"weights": "0.5,0.5"}, "1 weight row(s) for 2 rewards"),
         ({"candidates": 1}, "candidates"),
-        ({"soup_steps": 9}, "soup_steps (K) is 9"),
+        ({"soup_schedule": "per_chain", "soup_centre": 1.5}, "soup_centre"),
     ],
 )
 def test_bad_settings_fail_before_any_model_work(comfy, overrides, message):

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .ancestral import ancestral_step
-from .guidance import GuidanceSettings, guided_sample
-from .ledger import QueryLedger
+from multireward.sampling_math.ancestral import ancestral_step
+from multireward.sampling_math.guidance import GuidanceSettings, guided_sample
+from multireward.sampling_math.ledger import QueryLedger
 
 REWARD_KINDS = ("quadratic", "bump", "l1")
+CHUNK = 64  # latents per denoiser or reward call: large batches of large d thrash the caches
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,6 @@ class GaussianMixture:
     @property
     def dim(self) -> int:
         return self.means.shape[1]
-
-    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Clean samples x0 [count, d]: a component by pi, then its Gaussian."""
-        picks = torch.multinomial(self.log_weights.exp(), count, replacement=True, generator=generator)
-        noise = torch.randn(count, self.dim, generator=generator, dtype=self.means.dtype)
-        return self.means[picks] + self.tau * noise
 
 
 def make_mixture(dim: int, components: int = 4, tau: float = 0.5, spread: float = 1.0, seed: int = 0):
@@ -67,27 +62,31 @@ def exact_denoiser(mixture: GaussianMixture, x: torch.Tensor, sigma: float, flow
     flat = x.reshape(x.shape[0], -1).to(mixture.means.dtype)
     signal = 1.0 - sigma if flow else 1.0  # x = signal * x0 + sigma * eps
     variance = signal**2 * mixture.tau**2 + sigma**2
-    offsets = flat.unsqueeze(1) - signal * mixture.means.unsqueeze(0)  # [B, C, d]
-    logits = mixture.log_weights - offsets.square().sum(dim=-1) / (2.0 * variance)
-    posterior = torch.softmax(logits, dim=-1)  # [B, C]
+    scaled = signal * mixture.means  # [C, d]
+    # One component at a time (no [B, C, d] temporaries); every latent is still reduced on its own.
+    distances = torch.stack([(flat - centre).square().sum(dim=-1) for centre in scaled], dim=1)  # [B, C]
+    posterior = torch.softmax(mixture.log_weights - distances / (2.0 * variance), dim=-1)
     gain = signal * mixture.tau**2 / variance
-    per_component = mixture.means.unsqueeze(0) + gain * offsets  # E[x0 | x, k], [B, C, d]
-    # An explicit sum over components keeps one fixed order of additions for every batch size.
-    denoised = sum(posterior[:, k : k + 1] * per_component[:, k] for k in range(per_component.shape[1]))
+    # E[x0 | x] = sum_k p_k (mu_k + gain (x - signal mu_k)) = gain x + sum_k p_k (1 - gain signal) mu_k,
+    # summed in one fixed order for every batch size.
+    denoised = gain * flat
+    for k, mean in enumerate(mixture.means):
+        denoised = denoised + posterior[:, k : k + 1] * ((1.0 - gain * signal) * mean)
     return denoised.reshape(x.shape).to(x.dtype)
 
 
 def reward_values(kind: str, x0: torch.Tensor, target: torch.Tensor, width: float = 1.0) -> torch.Tensor:
     """One reward of a batch of clean latents [B, ..., d] -> [B]; see the module docstring."""
-    flat = x0.reshape(x0.shape[0], -1).double()
-    gap = flat - target.double()
+    flat = x0.reshape(x0.shape[0], -1)
+    gap = flat - target.to(flat.dtype)
     dim = flat.shape[1]
+    # Sums accumulate in float64 (the latents' own precision is enough for the terms).
     if kind == "quadratic":
-        return -gap.square().sum(dim=-1) / dim
+        return -gap.square().sum(dim=-1, dtype=torch.float64) / dim
     if kind == "bump":
-        return torch.exp(-gap.square().sum(dim=-1) / (2.0 * dim * width**2))
+        return torch.exp(-gap.square().sum(dim=-1, dtype=torch.float64) / (2.0 * dim * width**2))
     if kind == "l1":
-        return -gap.abs().sum(dim=-1) / dim
+        return -gap.abs().sum(dim=-1, dtype=torch.float64) / dim
     raise ValueError(f"reward kind: unknown '{kind}'; allowed: {', '.join(REWARD_KINDS)}")
 
 
@@ -115,8 +114,21 @@ class ToyProblem:
     def dim(self) -> int:
         return self.mixture.dim
 
+    @property
+    def device(self) -> torch.device:
+        return self.mixture.means.device
+
+    def to(self, device: str | torch.device) -> ToyProblem:
+        """The same problem with its tensors on `device` (the benchmark runs big tables on a GPU)."""
+        mixture = GaussianMixture(
+            self.mixture.means.to(device), self.mixture.log_weights.to(device), self.mixture.tau
+        )
+        return ToyProblem(mixture, self.targets.to(device), self.kinds, self.flow, self.width)
+
     def denoise(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        return exact_denoiser(self.mixture, x, float(sigma), self.flow)
+        # In cache-sized chunks: each latent is denoised on its own anyway, so chunks change no bit.
+        parts = [exact_denoiser(self.mixture, part, float(sigma), self.flow) for part in x.split(CHUNK)]
+        return torch.cat(parts)
 
     def rewards(self, x0: torch.Tensor) -> torch.Tensor:
         """All rewards of clean latents: [B, M] float64."""
@@ -125,11 +137,13 @@ class ToyProblem:
 
     def score(self, lookahead: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
         """The Scorer of guided_sample: only needed (image, reward) pairs are computed and counted."""
-        out = torch.full((lookahead.shape[0], self.num_rewards), float("nan"), dtype=torch.float64)
+        out = torch.full(
+            (lookahead.shape[0], self.num_rewards), float("nan"), dtype=torch.float64, device=lookahead.device
+        )
         for m, kind in enumerate(self.kinds):
-            rows = torch.nonzero(needed[:, m]).flatten()
-            if len(rows):
-                out[rows, m] = reward_values(kind, lookahead[rows], self.targets[m], self.width)
+            rows = torch.nonzero(needed[:, m]).flatten().to(lookahead.device)
+            for part in rows.split(CHUNK):
+                out[part, m] = reward_values(kind, lookahead[part], self.targets[m], self.width)
             self.images_scored[m] += len(rows)
         return out
 
@@ -182,7 +196,7 @@ def sigma_schedule(steps: int, flow: bool, sigma_max: float = 20.0, sigma_min: f
 def initial_latent(problem: ToyProblem, sigmas: torch.Tensor, seed: int) -> torch.Tensor:
     """x_T [1, 1, 1, d]: sigma_max * eps (k-diffusion) or eps (flow, sigma = 1)."""
     generator = torch.Generator().manual_seed(int(seed))
-    eps = torch.randn(1, 1, 1, problem.dim, generator=generator)
+    eps = torch.randn(1, 1, 1, problem.dim, generator=generator).to(problem.device)
     return eps if problem.flow else float(sigmas[0]) * eps
 
 

@@ -1,0 +1,8 @@
+"""What only tests and benchmarks use, kept out of the shipped pack.
+
+- toy: a closed-form Gaussian-mixture problem with an exact denoiser, for guided sampling.
+- paper_costs: the SRSoup paper's query formulas, to compare the pack's exact counts against.
+
+Tests find this package through tests/ on sys.path (tests/conftest.py); bench scripts put tests/
+on sys.path themselves.
+"""
