@@ -79,8 +79,11 @@ def put_comfyui_first_on_path() -> None:
     sys.path.insert(0, str(COMFYUI_DIR))
 
 
-def prepare_comfy_imports() -> Path:
-    """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported."""
+def prepare_comfy_imports(any_python: bool = False) -> Path:
+    """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported.
+
+    `any_python`: the host's ComfyUI checkout under another python than the host's venv (a benchmark
+    on a GPU machine whose python has torch and ComfyUI's requirements but no host venv)."""
     global _comfy_base_dir
     if _comfy_base_dir is not None:
         return _comfy_base_dir
@@ -88,7 +91,7 @@ def prepare_comfy_imports() -> Path:
         raise RuntimeError(
             f"no ComfyUI host at {COMFYUI_DIR}; run `python3 scripts/install_host.py {HOST.version}` first"
         )
-    if Path(sys.prefix).resolve() != HOST.venv.resolve():
+    if not any_python and Path(sys.prefix).resolve() != HOST.venv.resolve():
         raise RuntimeError(
             f"the ComfyUI {HOST.version} host runs under {HOST.python}, not {sys.executable} "
             f"({comfy_hosts.HOST_VARIABLE} selects the host)"
