@@ -12,31 +12,22 @@ import sys
 import pytest
 import torch
 from harness import PACK_ROOT
-from server_harness import ComfyServer, error_message
-from tiny_models import write_checkpoint_lora
+from server_harness import error_message
 
 sys.path.insert(0, str(PACK_ROOT / "scripts"))
+import test_example_workflows
 from run_example import TINY_CHECKPOINT, scale_down
 from test_example_workflows import TEST_SETTINGS
 from workflows import replace_widget, ui_to_api
 
-from example_workflows import LORA_A, LORA_B
+from example_workflows import LORA_A
 
 pytestmark = pytest.mark.server
 
 SRSOUP = "MultiReward_SRSoupKSampler"
 
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint_file):
-    with ComfyServer() as running:
-        folder = running.base_dir / "models" / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / TINY_CHECKPOINT).symlink_to(tiny_checkpoint_file)
-        for seed, name in enumerate((LORA_A, LORA_B), start=1):
-            write_checkpoint_lora(tiny_checkpoint_file, running.base_dir / "models" / "loras" / name, seed)
-        running.object_info = running.get("/object_info")
-        yield running
+#: The examples' server: the tiny checkpoint under the standard name, the two reward LoRAs.
+server = test_example_workflows.server
 
 
 def example_graph(server) -> dict:

@@ -11,7 +11,7 @@ import json
 import pytest
 import tiny_models
 import torch
-from graphs import srsoup_graph
+from graphs import run_in_sampler_custom_advanced, srsoup_graph
 
 #: srsoup_graph's defaults: 4 steps (3 guided), 3 chains (grid 2), N = 4, K = 1, two rewards. The
 #: soup step decodes the two exemplars' candidates, the other two steps every chain's.
@@ -130,30 +130,7 @@ def test_the_sampler_node_takes_a_lookahead_vae_in_sampler_custom_advanced(comfy
             "lookahead_vae": ["30", 0],
         },
     }
-    model, positive, negative = node["model"], node["positive"], node["negative"]
-    graph["11"] = {
-        "class_type": "CFGGuider",
-        "inputs": {"model": model, "positive": positive, "negative": negative, "cfg": 3.0},
-    }
-    graph["12"] = {
-        "class_type": "BasicScheduler",
-        "inputs": {"model": model, "scheduler": "normal", "steps": 4, "denoise": 1.0},
-    }
-    graph["13"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}}
-    graph["14"] = {
-        "class_type": "SamplerCustomAdvanced",
-        "inputs": {
-            "noise": ["13", 0],
-            "guider": ["11", 0],
-            "sampler": ["10", 0],
-            "sigmas": ["12", 0],
-            "latent_image": ["4", 0],
-        },
-    }
-    graph["15"] = {
-        "class_type": "MultiReward_SRSoupReport",
-        "inputs": {"sampler": ["10", 0], "samples": ["14", 0]},
-    }
+    run_in_sampler_custom_advanced(graph, "10", node)
     report = json.loads(comfy.run(graph).output("15", 0))
     assert report["lookahead_decoder"] == "lookahead_vae (TAESD)"
     assert images_of(decodes, is_main=False).shape[0] == LOOKAHEAD_IMAGES
