@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 import tiny_models  # noqa: E402

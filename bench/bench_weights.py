@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import harness  # noqa: E402  (makes `multireward` importable)
+from support.pack_alias import install_pack_alias  # noqa: E402
 
-harness.install_pack_alias()
+install_pack_alias()
 
 from multireward.sampling_math.weights import MAX_WEIGHT_ROWS, resolve_weights  # noqa: E402
 
