@@ -7,6 +7,7 @@ Tiers, by folder (each test gets its tier's marker): tests/math (`math`: the mat
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import harness
@@ -89,3 +90,22 @@ def pytest_terminal_summary(terminalreporter, config):
 
     for served in sorted(comfy_server.SERVED):
         terminalreporter.write_line(f"servers ran: {served}")
+
+
+def pytest_unconfigure(config):
+    """The process is ending: skip ComfyUI's detach-on-collect of model patchers. Run during
+    interpreter shutdown, after ComfyUI's module globals are cleared, it only prints a traceback per
+    patcher ("'NoneType' object has no attribute 'ON_DETACH'") that reads like a failure."""
+    patcher_module = sys.modules.get("comfy.model_patcher")
+    if patcher_module is None:
+        return
+    pending = [patcher_module.ModelPatcher]
+    while pending:
+        patcher_type = pending.pop()
+        pending.extend(patcher_type.__subclasses__())
+        if "__del__" in vars(patcher_type):
+            patcher_type.__del__ = _nothing_to_release
+
+
+def _nothing_to_release(self):
+    pass
