@@ -1,6 +1,6 @@
 """Rewards served by Ray Serve against the same reward loaded locally, side by side in one run.
 
-    .host/venv/bin/python bench/bench_serving.py [--images 48] [--steps 6] [--judge small]
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_serving.py [--images 48] [--steps 6] [--judge small]
 
 Starts a real local Ray Serve (scripts/install_ray.py's venv, `serve run` of the shipped one-machine
 config) with the same judge twice: application `judge1` with one replica, `judge2` with two. Then:

@@ -1,6 +1,6 @@
 """SRSoup against weighted sum on a tiny SD1.5-shaped model inside a real (in-process) ComfyUI.
 
-    .host/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
 
 The same CFG model, VAE and rewards (JPEG compressibility vs colourfulness) the nodes use, over
 paired seeds: every method starts from the same noise. Prints queries, look-ahead passes, wall time,
