@@ -1,21 +1,31 @@
-"""GPU check: the pack's outputs with and without ComfyUI's dynamic VRAM, as a PASS/FAIL table.
+"""GPU check: the pack's outputs and memory with and without ComfyUI's dynamic VRAM, as a PASS/FAIL table.
 
-    python bench/gpu_dynamic_vram.py --comfyui /path/to/ComfyUI-0.33.0     # a CUDA GPU
-    python bench/gpu_dynamic_vram.py --cpu                                 # here: checks the script
+    python bench/gpu_dynamic_vram.py            # a CUDA GPU, ComfyUI 0.33 at .host/comfyui-0.33.0/ComfyUI
+    python bench/gpu_dynamic_vram.py --comfyui /path/to/ComfyUI-0.33.0
+    python bench/gpu_dynamic_vram.py --cpu      # no GPU: checks the script (no dynamic VRAM there)
+
+Needs ComfyUI 0.33's requirements (comfy-aimdo among them) and safetensors in the running python;
+nothing is downloaded, and ComfyUI writes only to a temporary folder. Exit status 0 when every check
+passes, 1 otherwise.
 
 On a GPU it runs itself twice, in child processes: ComfyUI with dynamic VRAM (comfy-aimdo and
-ModelPatcherDynamic, as ComfyUI 0.33's main.py starts them) and with --disable-dynamic-vram. With
---cpu, where dynamic VRAM cannot start, the two runs are a full load and a partial (lowvram) load
-forced on the CPU, so the script and its comparisons run end to end here.
+ModelPatcherDynamic, started as ComfyUI 0.33's main.py starts them) and with --disable-dynamic-vram
+(the classic ModelPatcher). With --cpu, where ComfyUI never starts dynamic VRAM, the two runs are a
+full load and a partial (lowvram) load forced on the CPU, and the memory checks are left out.
 
 Each run builds the same SD1.5-shaped UNet from seeded random weights through ComfyUI's own loader
 (comfy.sd.load_diffusion_model_state_dict, so it gets the patcher ComfyUI would give it), two
 random LoRAs, random prompts, and samples: the stock KSampler, the stock LoraLoader, KL Knob at
 lambda 1 and 2, Diffusion Blend 0.5/0.5, the LoRA mixer, and SRSoup (tiny settings, TAESD-shaped
-VAE, colorfulness and sharpness rewards). The parent compares the two runs latent by latent
-(relative L2 difference) and checks that every blend moved the image away from the plain model in
-both runs (the failure this guards against: a blend silently sampling the base model).
-Nothing is downloaded; ComfyUI writes only to a temporary folder.
+VAE, colorfulness and sharpness rewards). Checks, against ground truth the pack does not compute:
+- each pipeline gives the same latent in both runs (dynamic VRAM off is the reference);
+- KL Knob at lambda 1 gives ComfyUI's stock LoraLoader's latent, in each run;
+- every blend moves the latent well away from the plain model's (a blend silently sampling the
+  base model, the failure dynamic VRAM could cause, gives 0);
+- device memory, by torch's own allocator counts: a blend leaves nothing allocated after its run
+  beyond what the plain run leaves, and its peak above the plain run's is within what the pack
+  asked ComfyUI's memory manager for (free_memory) before merging. (main.py would also switch
+  torch to cudaMallocAsync; this script keeps torch's native allocator, whose counts it reads.)
 """
 
 from __future__ import annotations
