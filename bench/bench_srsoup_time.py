@@ -50,8 +50,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts"), str(ROOT / "bench")]  # as pytest's pythonpath
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 

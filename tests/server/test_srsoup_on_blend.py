@@ -7,16 +7,13 @@ latents SRSoup gives on the stock LoraLoaderModelOnly's model from the same seed
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
+import test_example_workflows
 import torch
 from harness import PACK_ROOT
-from server_harness import error_message
-
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
-import test_example_workflows
 from run_example import TINY_CHECKPOINT, scale_down
+from server_harness import error_message
 from test_example_workflows import TEST_SETTINGS
 from workflows import replace_widget, ui_to_api
 

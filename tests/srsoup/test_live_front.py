@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from graphs import srsoup_graph
+from support.srsoup_graphs import srsoup_graph
 
 STEPS = 4
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import tiny_models
 import torch
-from graphs import run_in_sampler_custom_advanced, srsoup_graph
+from support.srsoup_graphs import run_in_sampler_custom_advanced, srsoup_graph
 
 #: srsoup_graph's defaults: 4 steps (3 guided), 3 chains (grid 2), N = 4, K = 1, two rewards. The
 #: soup step decodes the two exemplars' candidates, the other two steps every chain's.
