@@ -90,8 +90,9 @@ def in_panel(app, node_id, selector):
     return app.page.locator(f'.multireward-panel[data-node-id="{node_id}"] {selector}')
 
 
-PAN = """(dy) => {
+PAN = """([dx, dy]) => {
     const ds = app.canvas.ds;
+    ds.offset[0] -= dx / ds.scale;
     ds.offset[1] -= dy / ds.scale;
     app.canvas.setDirty(true, true);
     app.canvas.draw(true, true);
@@ -99,12 +100,16 @@ PAN = """(dy) => {
 
 
 def into_view(app, locator):
-    """Pan the canvas (as a user drags it) until `locator`'s element is in the middle of the
-    window, if it is not in view; the panels and Nodes 2.0 nodes move with the canvas."""
+    """Pan the canvas (as a user drags it) until `locator`'s element sits in the middle of the
+    window, clear of the app's bars and side panels; panels and Nodes 2.0 nodes move with it."""
     box = locator.bounding_box()
-    height = app.page.viewport_size["height"]
-    if box and not (120 <= box["y"] and box["y"] + box["height"] <= height - 10):
-        app.evaluate(PAN, box["y"] + box["height"] / 2 - height / 2)
+    size = app.page.viewport_size
+    if box:
+        centre = (
+            box["x"] + box["width"] / 2 - size["width"] / 2,
+            box["y"] + box["height"] / 2 - size["height"] / 2,
+        )
+        app.evaluate(PAN, list(centre))
         app.settle(0.3)
     return locator
 
