@@ -1,6 +1,6 @@
 """SRSoup against weighted sum on a tiny SD1.5-shaped model inside a real (in-process) ComfyUI.
 
-    .host/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
 
 The same CFG model, VAE and rewards (JPEG compressibility vs colourfulness) the nodes use, over
 paired seeds: every method starts from the same noise. Prints queries, look-ahead passes, wall time,
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 
 def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int, prompt: str = ""):
@@ -86,11 +86,12 @@ def main() -> int:
     harness.prepare_comfy_imports()
     harness.ComfyHost()
     import tiny_models
+    from support.paper_metrics import per_weight_bias
 
     from multireward.rewards.colorfulness import Colorfulness
     from multireward.rewards.jpeg import JpegCompressibility
     from multireward.sampling_math.guidance import GuidanceSettings
-    from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
+    from multireward.sampling_math.pareto import default_reference, hypervolume
     from multireward.sampling_math.weights import resolve_weights
 
     torch.set_num_threads(1)

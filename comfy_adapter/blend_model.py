@@ -54,6 +54,11 @@ class StochasticSpec:
     seed: int
 
 
+def keeps_merged_weights(model_patcher) -> bool:
+    """Whether merged weights outlive a run: only where the model runs on the CPU (see weights_for)."""
+    return torch.device(model_patcher.load_device).type == "cpu"
+
+
 @dataclass
 class BlendSpec:
     label: str
@@ -77,7 +82,7 @@ class BlendSpec:
         if self.kept_weights is not None and self.kept_weights[0] == key:
             return self.kept_weights[1]
         weights = VariantWeights(model_patcher, self.variants)
-        if torch.device(model_patcher.load_device).type == "cpu":
+        if keeps_merged_weights(model_patcher):
             self.kept_weights = (key, weights)
         return weights
 

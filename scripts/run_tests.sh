@@ -41,7 +41,7 @@ PRIMARY_PYTHON="$(host_python 0.33.0)"
 
 # What both runs share, made before they start: the reward parity tests' reference implementations
 # (kept out of the venvs: --no-deps --target) and the tiny stock-detectable checkpoint.
-"$PRIMARY_PYTHON" tests/rewards/install_reward_references.py
+"$PRIMARY_PYTHON" tests/support/install_reward_references.py
 "$PRIMARY_PYTHON" -c 'import sys; sys.path.insert(0, "scripts"); import run_example; run_example.build_tiny_checkpoint()'
 
 # run_on VERSION PYTEST_ARGS...: one pytest run on one host, its output in $logs/VERSION.log.

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from harness import PACK_ROOT
-
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
 from comfy_server import ComfyServer as _ComfyServer
 from comfy_server import error_message
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
 from harness import PACK_ROOT
+from run_example import CPU_SETTINGS, TINY_CHECKPOINT, scale_down
 from server_harness import ComfyServer, error_message
 from tiny_models import write_checkpoint_lora
-
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
-from run_example import CPU_SETTINGS, TINY_CHECKPOINT, scale_down
 from workflows import replace_widget, ui_to_api
 
 from example_workflows import LORA_A, LORA_B

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from graphs import srsoup_graph
 from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
+from support.srsoup_graphs import srsoup_graph
 
 
 def run_srsoup(comfy, **overrides):
