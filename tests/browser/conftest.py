@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-import install_frontend  # scripts/, on the path through harness
+import install_frontend  # scripts/ (pytest pythonpath)
 import pytest
 from comfy_hosts import PRIMARY, frontend_version
 from server_harness import ComfyServer
