@@ -275,7 +275,7 @@ class SRSoupPanel {
     }
 
     // Outline the weights box on screen while the error is about a weights row, and say so to
-    // assistive technology (aria-invalid, which Nodes 2.0 also draws as its own red ring).
+    // assistive technology (aria-invalid, which 1.58's Nodes 2.0 field also draws as a red ring).
     markWeights() {
         const target = this.error?.startsWith("weights") ? elementOnScreen(this.node, widget(this.node, "weights")) : null;
         if (this.marked && this.marked !== target) {
