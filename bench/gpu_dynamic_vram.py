@@ -92,13 +92,13 @@ def start_comfyui(comfyui: Path, mode: str, cpu: bool) -> None:
     import utils.extra_config  # noqa: F401  (ComfyUI's utils package, before nodes.py)
 
     # isort: split
-    import harness  # the tests' `multireward` import alias
     import nodes
+    from support.pack_alias import install_pack_alias  # the tests' `multireward` import alias
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     if not asyncio.run(nodes.load_custom_node(str(ROOT))):
         raise SystemExit("ComfyUI could not load the pack")
-    harness.install_pack_alias()
+    install_pack_alias()
 
 
 def force_partial_loading() -> None:
