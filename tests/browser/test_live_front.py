@@ -19,13 +19,14 @@ CHECKPOINT = "tiny_sd15.safetensors"  # the name App.checkpoint gives build_grap
 
 
 @pytest.fixture(scope="module")
-def server():
-    """The module's own server: previews on (the shared one runs without, ComfyUI's default)."""
+def server(ui):
+    """The module's own server for the UI's frontend, previews on (the shared one runs without,
+    ComfyUI's default)."""
     import tiny_models
 
     cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
     tiny_models.write_sd15_checkpoint(cache)
-    running = ComfyServer(extra_args=("--preview-method", "latent2rgb"))
+    running = ComfyServer(extra_args=("--preview-method", "latent2rgb"), front_end_root=ui.front_end_root())
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / CHECKPOINT).symlink_to(cache)
@@ -48,6 +49,7 @@ SHOWN_ON_NODE = """(id) => {
 }"""
 
 
+@pytest.mark.ui_configs("one")
 def test_the_node_shows_all_chains_as_one_grid_while_it_runs(app):
     node_id = build_graph(app)
     app.evaluate(
