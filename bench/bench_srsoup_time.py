@@ -8,7 +8,8 @@ the pack's own work, with the full SD VAE against a TAESD-shaped decoder for the
         --steps 4 --candidates 3 --soup-steps 1 --budget 120          # the GPU mode's path, checked on a CPU
 
 --gpu runs under any python with torch and ComfyUI's requirements installed (a fresh CUDA machine
-has no host venv); ComfyUI itself is the primary host's checkout, .host/comfyui-0.33.0/ComfyUI.
+has no host venv); ComfyUI itself is the primary host's checkout, .host/comfyui-0.33.0/ComfyUI, or
+the one --comfyui names. Nothing is downloaded; ComfyUI writes only to a temporary folder.
 
 Models (random weights, nothing downloaded): the full SD1.5 UNet shape (320 channels, channel_mult
 1/2/4/4, 2 res blocks, context 768), the SD1.5 VAE (AutoencoderKL, ch 128, ch_mult 1/2/4/4) and a
@@ -538,6 +539,11 @@ def main() -> int:
         help="instead of runs: one image through each part at --size, projected onto the setting's counts",
     )
     parser.add_argument("--budget", type=float, help="seconds from start for the whole script (0: none)")
+    parser.add_argument(
+        "--comfyui",
+        type=Path,
+        help="the ComfyUI 0.33 checkout to run (default .host/comfyui-0.33.0/ComfyUI)",
+    )
     parser.add_argument("--rewards", nargs="+", default=["jpeg_compressibility", "laion_aesthetic"])
     parser.add_argument(
         "--reward-shape",
@@ -555,6 +561,8 @@ def main() -> int:
         if getattr(options, key) is None:
             setattr(options, key, value)
 
+    if options.comfyui:
+        harness.COMFYUI_DIR = options.comfyui.resolve()
     # A fresh CUDA machine has ComfyUI's checkout but no host venv: any python will do there.
     harness.prepare_comfy_imports(any_python=options.gpu and not options.cpu)
     if options.gpu and not options.cpu:
