@@ -63,6 +63,10 @@ def start_comfyui(comfyui: Path, mode: str, cpu: bool) -> None:
     args.cpu = cpu
     args.base_directory = tempfile.mkdtemp(prefix="multireward-gpu-check-")
     args.disable_dynamic_vram = mode != "dynamic"
+    # The UNet in fp32, as on the CPU: in fp16 these random LoRAs (every linear and conv, scaled to
+    # move the image well away from the plain model's) overflowed on the first GPU run, and the stock
+    # LoraLoader's latent was NaN in both runs, so nothing about the blends could be compared.
+    args.force_fp32 = True
     if mode == "dynamic":
         import comfy_aimdo.control
 
