@@ -41,6 +41,7 @@ UNCONDITIONAL_SHARE = 0.1  # empty prompts, for classifier-free guidance
 TIMESTEPS = 1000
 EVAL_SAMPLES_PER_DIGIT = 20
 
+
 def setup_imports() -> None:
     """ComfyUI (CPU arguments, as the test harness sets it) and tests/support's digit_model."""
     sys.path.insert(0, str(PACK_ROOT / "tests"))
