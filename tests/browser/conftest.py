@@ -14,6 +14,7 @@ from pathlib import Path
 
 import harness
 import pytest
+from digit_checkpoint import CHECKPOINT_NAME, write_digit_checkpoint
 from server_harness import ComfyServer
 
 from example_workflows import LORA_A, LORA_B, STANDARD_CHECKPOINT
@@ -29,7 +30,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-TINY_CHECKPOINT = "tiny_sd15.safetensors"
 FAKE_LORAS = ("style_a.safetensors", "style_b.safetensors", "style_c.safetensors")
 # The README's screenshots are rewritten only on request (MULTIREWARD_UPDATE_IMAGES=1), so that a
 # plain test run leaves the tracked PNGs alone; otherwise they go to .host/screenshots to look at.
@@ -42,16 +42,16 @@ IMAGES_DIR = (
 
 @pytest.fixture(scope="module")
 def server():
-    """A real server whose checkpoints folder holds the tiny stock-detectable SD1.5 checkpoint."""
+    """A real server whose checkpoints folder holds the learned digits checkpoint (the runs' previews
+    and the README's screenshots show digits, not noise)."""
     import tiny_models
 
-    cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
-    tiny_models.write_sd15_checkpoint(cache)
+    cache = write_digit_checkpoint(harness.PACK_ROOT / ".host" / "cache")
     running = ComfyServer()
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     # The examples' own file names too: newer frontends mark a node naming a missing file as broken.
-    for name in (TINY_CHECKPOINT, STANDARD_CHECKPOINT):
+    for name in (CHECKPOINT_NAME, STANDARD_CHECKPOINT):
         (checkpoints / name).symlink_to(cache)
     # Names for the Diffusion Blend LoRA lists; the editor tests only choose them, never load them.
     loras = running.base_dir / "models" / "loras"
@@ -86,7 +86,7 @@ class App:
 
     def __init__(self, page, server: ComfyServer):
         self.page, self.server = page, server
-        self.checkpoint = TINY_CHECKPOINT
+        self.checkpoint = CHECKPOINT_NAME
         self.page_errors: list[str] = []
         self.templates_dialog = None  # how the first-run templates dialog was closed
         page.on("pageerror", lambda error: self.page_errors.append(f"{error}\n{error.stack}"))
