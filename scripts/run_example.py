@@ -36,7 +36,7 @@ DIGIT_SETTINGS = {
     ("EmptyLatentImage", "height"): 64,
 }
 
-#: Scaled-down settings for a CPU: (node type, widget) -> value. For SRSoup: five weight rows, 16
+#: Scaled-down settings for a CPU: (node type, widget) -> value. For SRSoup: four weight rows, 16
 #: steps, 12 candidates (on the digits model the one-hot rows then end at the front's two ends and
 #: the mixed rows in order between them: docs/images/pareto_front.png).
 CPU_SETTINGS = {
