@@ -531,7 +531,11 @@ SUBSTITUTE = """([workflow, checkpoint, rewards]) => app.loadGraphData(workflow,
         if (node.type === 'PrimitiveStringMultiline') set('value', 'a handwritten digit 3');
         if (node.type === 'CLIPTextEncode') set('text', '');
         if (node.type === 'EmptyLatentImage') { set('width', 64); set('height', 64); }
-        if (node.type === 'MultiReward_RewardLoader') set('reward_name', rewards[r++ % rewards.length]);
+        // the example's own reward where it needs no weights file
+        const reward = node.widgets?.find((w) => w.name === 'reward_name');
+        if (node.type === 'MultiReward_RewardLoader' && !rewards.includes(reward.value)) {
+            reward.value = rewards[r++ % rewards.length];
+        }
         if (node.type === 'MultiReward_SRSoupKSampler' && !sampler) {
             sampler = node;
             for (const [k, v] of Object.entries({steps: 3, candidates: 4, soup_steps: 1, grid_divisions: 2,
