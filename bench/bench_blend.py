@@ -1,27 +1,32 @@
 """Time per image of the Diffusion Blend nodes against plain sampling, measured side by side in one run.
 
-    .host/venv/bin/python bench/bench_blend.py                      # tiny + SD1.5-shaped 320-channel UNet
-    .host/venv/bin/python bench/bench_blend.py --models tiny --rounds 5
-    .host/venv/bin/python bench/bench_blend.py --models sd15 --size 128 --steps 10 --ranks 4 32
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_blend.py          # tiny + SD1.5-shaped 320-channel UNet
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_blend.py --models tiny --rounds 5
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_blend.py --models sd15 --size 128 --ranks 4 32
 
 Models (random weights, nothing downloaded):
 - tiny: the tests' 32-channel one-level SD1.5-shaped UNet at 64x64; fixed per-image costs weigh
-  more there (loading the LoRA variants' merged weights happens once per image).
+  more there.
 - sd15-1level: 320 channels, context 768, one level (the stock-detectable test checkpoint's UNet).
 - sd15: the full SD1.5 UNet shape (320 channels, channel_mult 1/2/4/4, 2 res blocks, context 768).
 LoRAs cover every linear and 1x1 conv of the UNet (the usual attention/feed-forward LoRA), at the
 given ranks. Every method goes through the pack's node classes and the stock KSampler code path
 (nodes.common_ksampler), as a graph would.
 
-Methods are interleaved round by round so that load on a shared machine hits them alike; a ratio
-printed is the median over rounds of (method time / plain time in the same round), for wall time
-and for this process's CPU time (the cost of the method even when other jobs share the cores).
+Each blend runs twice: as a CPU-only host runs it (the LoRA variants' merged weights kept with the
+node's MODEL from the warm-up run on, so the merges are excluded from the timed runs) and, in the
+rows marked +merge, as a GPU host runs it (merged anew in every run, included). Methods are
+interleaved round by round so that load on a shared machine hits them alike; each ratio is
+(method time / plain time in the same round), printed as the median over rounds and, in brackets,
+the lowest and highest round, for wall time and for this process's CPU time (the cost of the
+method even when other jobs share the cores).
 Targets (issue 6): LS <= 1.1x plain; DB-MPA <= m + 0.1; KLKnob <= 2.1, and 1.0 at lambda 0 or 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -31,7 +36,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 import tiny_models  # noqa: E402
@@ -71,10 +76,9 @@ def write_lora(model: BenchModel, folder: Path, rank: int, seed: int) -> str:
     return file_name
 
 
-def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
-    """MODEL per method, built through the pack's node classes (and the stock LoraLoader)."""
-    import nodes
-
+def blend_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
+    """MODEL per blend method, each a new node output (with merges of its own), built through the
+    pack's node classes."""
     from multireward.pack_nodes import blend
 
     base = model.patcher
@@ -83,8 +87,6 @@ def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
         return node_class.execute(base, **inputs).result[0]
 
     return {
-        "plain": base,
-        "stock LoraLoader": nodes.LoraLoaderModelOnly().load_lora_model_only(base, loras[0], 1.0)[0],
         "KLKnob lambda=0": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=0.0),
         "KLKnob lambda=1": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=1.0),
         "KLKnob lambda=2": node_model(blend.KLKnob, lora_name=loras[0], blend_lambda=2.0),
@@ -107,6 +109,41 @@ def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
             blend_lambda=1.0,
         ),
     }
+
+
+#: Rows run as a GPU host runs them: the LoRA variants' weights merged anew in every run.
+MERGE_EACH_RUN = " +merge"
+
+
+def method_models(model: BenchModel, loras: list[str]) -> dict[str, object]:
+    """MODEL per method: plain, the stock LoraLoader, the blends with their merged weights kept
+    between runs (a CPU-only host), and again with a merge in every run (a GPU host)."""
+    import nodes
+
+    base = model.patcher
+    methods = {
+        "plain": base,
+        "stock LoraLoader": nodes.LoraLoaderModelOnly().load_lora_model_only(base, loras[0], 1.0)[0],
+        **blend_models(model, loras),
+    }
+    for name, merged_each_run in blend_models(model, loras).items():
+        if name != "KLKnob lambda=0":  # no patch, nothing merged
+            methods[name + MERGE_EACH_RUN] = merged_each_run
+    return methods
+
+
+@contextlib.contextmanager
+def merging_each_run(method: str):
+    """For a ' +merge' row, merged weights never outlive the run, whatever the host."""
+    from multireward.comfy_adapter import blend_model
+
+    keeps = blend_model.keeps_merged_weights
+    if method.endswith(MERGE_EACH_RUN):
+        blend_model.keeps_merged_weights = lambda model_patcher: False
+    try:
+        yield
+    finally:
+        blend_model.keeps_merged_weights = keeps
 
 
 TARGETS = {
@@ -143,25 +180,37 @@ def sample_once(model_patcher, bench: BenchModel, steps: int) -> Timing:
     return elapsed
 
 
-def bench_model(bench: BenchModel, loras: list[str], steps: int, rounds: int) -> list[tuple]:
+@dataclass
+class Row:
+    name: str
+    wall: float  # median seconds per image
+    wall_ratios: list[float]  # per round: method time / plain time in the same round
+    cpu: float
+    cpu_ratios: list[float]
+    target: float | None
+
+
+def bench_model(bench: BenchModel, loras: list[str], steps: int, rounds: int) -> list[Row]:
     models = method_models(bench, loras)
-    for model in models.values():  # warm up: first loads, allocator, kernels
-        sample_once(model, bench, steps)
+    for name, model in models.items():  # warm up: first loads, allocator, kernels, kept merges
+        with merging_each_run(name):
+            sample_once(model, bench, steps)
     times: dict[str, list[Timing]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            times[name].append(sample_once(model, bench, steps))
+            with merging_each_run(name):
+                times[name].append(sample_once(model, bench, steps))
     rows = []
     for name in models:
         pairs = list(zip(times[name], times["plain"], strict=True))
         rows.append(
-            (
+            Row(
                 name,
                 statistics.median(t.wall for t in times[name]),
-                statistics.median(t.wall / p.wall for t, p in pairs),
+                [t.wall / p.wall for t, p in pairs],
                 statistics.median(t.cpu for t in times[name]),
-                statistics.median(t.cpu / p.cpu for t, p in pairs),
-                TARGETS.get(name),
+                [t.cpu / p.cpu for t, p in pairs],
+                TARGETS.get(name.removesuffix(MERGE_EACH_RUN)),
             )
         )
     return rows
@@ -190,12 +239,23 @@ def variant_costs(bench: BenchModel, loras: list[str], repeats: int = 5) -> tupl
     return merge, swap, len(variant.patches)
 
 
-def print_table(title: str, rows: list[tuple]) -> None:
+def print_table(title: str, rows: list[Row]) -> None:
+    """Median ratio over rounds and, in brackets, the lowest and highest round."""
     print(f"\n{title}")
-    print(f"{'method':<18} {'wall s/img':>10} {'x plain':>8} {'cpu s/img':>10} {'x plain':>8} {'target':>7}")
-    for name, wall, wall_ratio, cpu, cpu_ratio, target in rows:
-        target_text = f"{target:.1f}" if target is not None else ""
-        print(f"{name:<18} {wall:10.3f} {wall_ratio:8.2f} {cpu:10.3f} {cpu_ratio:8.2f} {target_text:>7}")
+    print(
+        f"{'method':<24} {'wall s/img':>10} {'x plain [min-max]':>19} {'cpu s/img':>10} "
+        f"{'x plain [min-max]':>19} {'target':>7}"
+    )
+    for row in rows:
+        target_text = f"{row.target:.1f}" if row.target is not None else ""
+        print(
+            f"{row.name:<24} {row.wall:10.3f} {_spread(row.wall_ratios):>19} {row.cpu:10.3f} "
+            f"{_spread(row.cpu_ratios):>19} {target_text:>7}"
+        )
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def main(argv=None) -> None:

@@ -1,10 +1,10 @@
 """Images per second of every reward on this machine's CPU (or ComfyUI's device), with tiny and
 real-shaped random weights, over batch sizes. Prints a table.
 
-    .host/venv/bin/python bench/bench_rewards.py                 # quick defaults
-    .host/venv/bin/python bench/bench_rewards.py --skip-real --batch-sizes 1 8 32
-    .host/venv/bin/python bench/bench_rewards.py --rewards hpsv2 imagereward --real-batch-sizes 1 4
-    .host/venv/bin/python bench/bench_rewards.py --gpu --real-batch-sizes 1 8 32   # when a GPU is lent
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_rewards.py                 # quick defaults
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_rewards.py --skip-real --batch-sizes 1 8 32
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_rewards.py --rewards hpsv2 imagereward --real-batch-sizes 1 4
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_rewards.py --gpu --real-batch-sizes 1 8 32   # when a GPU is lent
 
 Real-shaped weights are random (no downloads) but have the published shapes: ViT-H/14 for HPSv2
 and PickScore, ViT-L/14 for CLIP score and the LAION aesthetic tower, BLIP ViT-L + BERT-base for
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 

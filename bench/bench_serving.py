@@ -1,6 +1,6 @@
 """Rewards served by Ray Serve against the same reward loaded locally, side by side in one run.
 
-    .host/venv/bin/python bench/bench_serving.py [--images 48] [--steps 6] [--judge small]
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_serving.py [--images 48] [--steps 6] [--judge small]
 
 Starts a real local Ray Serve (scripts/install_ray.py's venv, `serve run` of the shipped one-machine
 config) with the same judge twice: application `judge1` with one replica, `judge2` with two. Then:
@@ -32,9 +32,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "serving"))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [
+    str(ROOT / "tests"),
+    str(ROOT / "scripts"),
+    str(ROOT / "tests" / "serving"),
+]  # as pytest's pythonpath
 
 import harness  # noqa: E402  (puts ComfyUI on sys.path with CPU arguments; makes `multireward` importable)
 

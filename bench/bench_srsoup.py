@@ -34,20 +34,21 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tests/support (the toy) and the harness's `multireward` alias
-import harness  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))  # tests/support: the toy and the `multireward` alias
+from support.pack_alias import install_pack_alias  # noqa: E402
 
-harness.install_pack_alias()  # `multireward.*` without ComfyUI: sampling_math never imports it
+install_pack_alias()  # `multireward.*` without ComfyUI: sampling_math never imports it
 
 from support import toy  # noqa: E402
 from support.paper_costs import paper_srsoup_queries  # noqa: E402
+from support.paper_metrics import authors_three_reward_grid, per_weight_bias  # noqa: E402
 
 from multireward.sampling_math.guidance import GuidanceSettings, guided_sample  # noqa: E402
 from multireward.sampling_math.ledger import guidance_cost, weighted_sum_cost  # noqa: E402
-from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias  # noqa: E402
+from multireward.sampling_math.pareto import default_reference, hypervolume  # noqa: E402
 from multireward.sampling_math.report import planned_cost  # noqa: E402
 from multireward.sampling_math.soup_schedule import per_chain_soup_steps  # noqa: E402
-from multireward.sampling_math.weights import authors_three_reward_grid, simplex_grid  # noqa: E402
+from multireward.sampling_math.weights import simplex_grid  # noqa: E402
 
 GRIDS = {
     "M2 L6": lambda: simplex_grid(2, 5),

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 
 def run_once(
@@ -109,9 +109,11 @@ def main() -> int:
 
     harness.prepare_comfy_imports()
     harness.ComfyHost()
+    from support.paper_metrics import per_weight_bias
+
     from multireward.rewards.jpeg import JpegCompressibility
     from multireward.sampling_math.guidance import GuidanceSettings
-    from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
+    from multireward.sampling_math.pareto import default_reference, hypervolume
     from multireward.sampling_math.weights import resolve_weights
 
     torch.set_num_threads(1)

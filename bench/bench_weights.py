@@ -3,8 +3,8 @@ rewards and simplex grids of four, each size timed side by side with its double 
 parser doubles its time when the rows double (ratio about 2); the pairwise duplicate check it had
 before was quadratic (ratio about 4; 1,771 grid rows took minutes).
 
-    .host/venv/bin/python bench/bench_weights.py
-    .host/venv/bin/python bench/bench_weights.py --repeats 10
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_weights.py
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_weights.py --repeats 10
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import harness  # noqa: E402  (makes `multireward` importable)
+from support.pack_alias import install_pack_alias  # noqa: E402
 
-harness.install_pack_alias()
+install_pack_alias()
 
 from multireward.sampling_math.weights import MAX_WEIGHT_ROWS, resolve_weights  # noqa: E402
 

@@ -54,6 +54,11 @@ class StochasticSpec:
     seed: int
 
 
+def keeps_merged_weights(model_patcher) -> bool:
+    """Whether merged weights outlive a run: only where the model runs on the CPU (see weights_for)."""
+    return torch.device(model_patcher.load_device).type == "cpu"
+
+
 @dataclass
 class BlendSpec:
     label: str
@@ -77,7 +82,7 @@ class BlendSpec:
         if self.kept_weights is not None and self.kept_weights[0] == key:
             return self.kept_weights[1]
         weights = VariantWeights(model_patcher, self.variants)
-        if torch.device(model_patcher.load_device).type == "cpu":
+        if keeps_merged_weights(model_patcher):
             self.kept_weights = (key, weights)
         return weights
 
@@ -264,3 +269,24 @@ def _blended_evaluation(plan: BlendPlan, run: BlendRun, model_patcher, conds, ev
             )
         )
     return blended
+
+
+def describe_blend(model_options: dict) -> dict | None:
+    """What the MODEL being sampled blends, read only, for another sampler's report (SRSoup's).
+
+    During a sampling run the blend's run wrapper keeps its BlendRun in the model options under its
+    run key; None when the model is not a blend (or outside a run).
+    """
+    runs = [run for key, run in model_options.items() if key.startswith(f"{BLEND_MARK}_run_")]
+    if not runs:
+        return None
+    spec = runs[0].spec
+    described = {"node": spec.label, "loras": [variant.name for variant in spec.variants]}
+    if spec.stochastic is not None:
+        # LoRAs first, the base model last (StochasticSpec's order).
+        described.update(draw_probabilities=list(spec.stochastic.weights), seed=spec.stochastic.seed)
+    else:
+        described.update(
+            coefficients=list(spec.plan.variant_coefficients), base_model_pass=spec.plan.needs_base
+        )
+    return described

@@ -24,15 +24,16 @@ import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
-import latent_preview
 import torch
 
 from ..rewards.base import Reward
 from ..rewards.scoring import unique_names
-from ..sampling_math.guidance import GuidanceSettings, guided_sample
+from ..sampling_math.guidance import GuidanceError, GuidanceSettings, guided_sample
 from ..sampling_math.ledger import QueryLedger
 from ..sampling_math.report import guided_report
+from .blend_model import describe_blend
 from .interrupt import check_interrupt
+from .preview import GridPicture, LiveFront, progress_callback
 
 #: Upper bound on one model batch even when memory would allow more (keeps CPU runs responsive).
 MAX_MODEL_BATCH = 64
@@ -75,22 +76,49 @@ def make_denoiser(sampler_model, extra_args: dict):
     return denoise
 
 
+def decoder_name(vae) -> str:
+    """What a VAE is made of, for the report: its model class (AutoencoderKL, TAESD, ...)."""
+    return type(getattr(vae, "first_stage_model", vae)).__name__
+
+
 @dataclass
 class RewardPanel:
-    """The rewards that judge images, the VAE that makes images of latents, and the prompt."""
+    """The rewards that judge images, the VAE that makes images of latents, and the prompt.
+
+    `lookahead_vae`, when given, decodes the look-ahead images the rewards guide by (a cheap
+    decoder such as TAESD); the final images are always decoded by `vae`.
+    """
 
     rewards: list[Reward]
     vae: object
     prompt: str = ""
+    lookahead_vae: object | None = None
 
     @property
     def names(self) -> list[str]:
         return unique_names(self.rewards)
 
-    def decode(self, base_model, latents: torch.Tensor) -> torch.Tensor:
-        """Images [B, H, W, 3] of latents in the model's internal latent format."""
+    @property
+    def lookahead_decoder(self) -> str:
+        if self.lookahead_vae is None:
+            return f"vae ({decoder_name(self.vae)})"
+        return f"lookahead_vae ({decoder_name(self.lookahead_vae)})"
+
+    def check_lookahead_vae(self, base_model) -> None:
+        """A look-ahead decoder for other latents than the model's is refused before any model pass."""
+        decoder = getattr(self.lookahead_vae, "latent_channels", None)
+        model = getattr(base_model.latent_format, "latent_channels", None)
+        if decoder is not None and model is not None and decoder != model:
+            raise GuidanceError(
+                f"lookahead_vae: it decodes {decoder}-channel latents but this model makes {model}-channel "
+                "latents; connect the decoder made for the model (taesd for SD1.5, taesdxl for SDXL, taesd3 "
+                "for SD3, taef1 for Flux, from models/vae_approx) or leave it unconnected"
+            )
+
+    def decode(self, base_model, latents: torch.Tensor, vae=None) -> torch.Tensor:
+        """Images [B, H, W, 3] of latents in the model's internal latent format (by `vae`, or the main VAE)."""
         check_interrupt()
-        images = self.vae.decode(base_model.process_latent_out(latents.float()))
+        images = (self.vae if vae is None else vae).decode(base_model.process_latent_out(latents.float()))
         return images.reshape(-1, *images.shape[-3:])  # video VAEs add a frame axis
 
     def score(self, images: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
@@ -108,7 +136,7 @@ class RewardPanel:
             wanted = needed.any(dim=1).cpu()
             scores = torch.full(needed.shape, math.nan, dtype=torch.float64)
             rows = torch.nonzero(wanted).flatten()
-            images = self.decode(base_model, lookahead[rows.to(lookahead.device)])
+            images = self.decode(base_model, lookahead[rows.to(lookahead.device)], self.lookahead_vae)
             scores[rows] = self.score(images, needed[rows.to(needed.device)])
             return scores
 
@@ -126,6 +154,9 @@ class GuidedRun:
     images_seen: list[int]  # per reward, counted by the rewards themselves during guidance
     flow: bool
     seconds: float
+    lookahead_decoder: str = "vae"
+    final_decoder: str = "vae"
+    blended_model: dict | None = None
 
     def report(self) -> dict:
         """The run's report (sampling_math.report), with what only the adapter knows."""
@@ -137,6 +168,9 @@ class GuidedRun:
             reward_images_seen=self.images_seen,
             flow_model=self.flow,
             seconds=round(self.seconds, 3),
+            lookahead_decoder=self.lookahead_decoder,
+            final_decoder=self.final_decoder,
+            blended_model=self.blended_model,
         )
 
 
@@ -147,17 +181,24 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
     `last_run` so a report node can read them.
     """
 
-    def __init__(self, panel: RewardPanel, settings: GuidanceSettings):
+    def __init__(
+        self, panel: RewardPanel, settings: GuidanceSettings, grid_picture: GridPicture | None = None
+    ):
         super().__init__(self._sample)
         self.panel = panel
         self.settings = settings
+        self.grid_picture = grid_picture
         self.last_run: GuidedRun | None = None
 
     def _sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         started = time.perf_counter()
         base_model = base_model_of(model)
         flow = is_flow_sampling(base_model.model_sampling)
+        self.panel.check_lookahead_vae(base_model)
         seen_before = [reward.images_seen for reward in self.panel.rewards]
+        live = LiveFront.start(
+            base_model, x.device, self.settings.chain_weights(), self.grid_picture, len(sigmas) - 1
+        )
 
         def on_step(index, chains, denoised):
             if callback is not None:
@@ -170,6 +211,8 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
                         "denoised": denoised,
                     }
                 )
+            if live is not None:
+                live.show(index, denoised)
 
         chains, ledger = guided_sample(
             make_denoiser(model, extra_args or {}),
@@ -195,6 +238,9 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
             images_seen,
             flow,
             time.perf_counter() - started,
+            lookahead_decoder=self.panel.lookahead_decoder,
+            final_decoder=f"vae ({decoder_name(self.panel.vae)})",
+            blended_model=describe_blend((extra_args or {}).get("model_options", {})),
         )
         return chains
 
@@ -203,9 +249,18 @@ class SRSoupSampler(comfy.samplers.KSAMPLER):
 DOWNSCALE_RATIOS = ("downscale_ratio_spacial", "downscale_ratio_temporal")
 
 
-def make_sampler(vae, rewards: list[Reward], prompt: str, settings: GuidanceSettings) -> SRSoupSampler:
-    """The SRSoup SAMPLER: `rewards` judge the images `vae` decodes, against `prompt`."""
-    return SRSoupSampler(RewardPanel(rewards, vae, prompt), settings)
+def make_sampler(
+    vae,
+    rewards: list[Reward],
+    prompt: str,
+    settings: GuidanceSettings,
+    *,
+    lookahead_vae=None,
+    grid_picture: GridPicture | None = None,
+) -> SRSoupSampler:
+    """The SRSoup SAMPLER: `rewards` judge the images `vae` decodes (the look-aheads by `lookahead_vae`
+    when given), against `prompt`; with previews on, `grid_picture` draws the live grid of all chains."""
+    return SRSoupSampler(RewardPanel(rewards, vae, prompt, lookahead_vae), settings, grid_picture)
 
 
 def sample_front(
@@ -222,19 +277,24 @@ def sample_front(
     steps: int,
     cfg: float,
     scheduler: str,
+    lookahead_vae=None,
+    grid_picture: GridPicture | None = None,
 ) -> tuple[dict, dict]:
     """One SRSoup run from a LATENT of one image: the LATENT of the L images and the run's report.
 
     As ComfyUI's SamplerCustom node samples with a SAMPLER: the scheduler's sigmas for the model,
     the empty-latent channel fix, the noise of the seed (and of the latent's batch index), the
-    latent's noise mask, the preview callback and progress bar, and comfy.sample.sample_custom.
+    latent's noise mask, the progress bar (the preview is the sampler's grid of all chains), and
+    comfy.sample.sample_custom.
     """
-    sampler = make_sampler(vae, rewards, prompt, settings)
+    sampler = make_sampler(
+        vae, rewards, prompt, settings, lookahead_vae=lookahead_vae, grid_picture=grid_picture
+    )
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
     ratios = {key: latent[key] for key in DOWNSCALE_RATIOS if key in latent}
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"], **ratios)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+    callback = progress_callback(sigmas.shape[-1] - 1)
     chains = comfy.sample.sample_custom(
         model,
         noise,

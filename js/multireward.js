@@ -57,9 +57,10 @@ function describeNode(nodeData) {
     };
 }
 
+// The reward inputs that are connected (isInputConnected: `input.link` is deprecated since frontend 1.5x).
 function rewardLinks(node) {
-    const names = node.multirewardDef?.rewardInputs ?? [];
-    return names.map((name) => node.inputs?.find((i) => i.name === name)).filter((i) => i?.link != null);
+    const names = new Set(node.multirewardDef?.rewardInputs ?? []);
+    return (node.inputs ?? []).filter((input, slot) => names.has(input.name) && node.isInputConnected(slot));
 }
 
 function connectedRewards(node) {
@@ -89,6 +90,41 @@ function chain(target, name, after) {
         after.apply(this, args);
         return result;
     };
+}
+
+// The element on screen that edits widget `w`, or null. Classic canvas: the DOM widget's own element
+// (`widget.element`; `inputEl` is deprecated since frontend 1.5x). Nodes 2.0 (Vue) draws its own
+// field for a text widget inside the node's element, named by the widget (a <label> in 1.58, an
+// aria-label in 1.32), and leaves widget.element detached; it is found by that accessible name.
+function elementOnScreen(node, w) {
+    if (!w) return null;
+    if (w.element?.isConnected) return w.element;
+    const name = w.label ?? w.name;
+    const named = (field) =>
+        field.getAttribute("aria-label") === name || [...(field.labels ?? [])].some((l) => l.textContent.trim() === name);
+    const fields = document.querySelectorAll(`[data-node-id="${node.id}"] :is(textarea, input)`);
+    return [...fields].find((field) => !field.closest(".multireward-panel") && named(field)) ?? null;
+}
+
+// Values can change without any callback (another extension sets widget.value, undo, paste), and
+// Nodes 2.0 never calls onDrawForeground, so the SRSoup panels are polled: one JSON.stringify of a
+// node's settings four times a second, in both modes; nothing runs while no SRSoup node exists.
+const WATCHED_PANELS = new Set();
+let watchTimer = null;
+
+function watch(panel) {
+    WATCHED_PANELS.add(panel);
+    watchTimer ??= setInterval(() => {
+        for (const watched of WATCHED_PANELS) watched.poll();
+    }, 250);
+}
+
+function unwatch(panel) {
+    WATCHED_PANELS.delete(panel);
+    if (!WATCHED_PANELS.size && watchTimer != null) {
+        clearInterval(watchTimer);
+        watchTimer = null;
+    }
 }
 
 // A DOM widget that is never saved in the workflow nor sent in the prompt (serialize false both
@@ -195,6 +231,7 @@ class SRSoupPanel {
         this.editor = el("div");
         this.editor.className = "mr-editor";
         this.root.append(this.estimateLine, this.errorLine, this.statusLine, this.toggle, this.editor);
+        this.marked = null; // the element outlined as invalid
         this.widget = addPanel(node, this.root, () => this.height());
         this.hook();
         this.refresh(true);
@@ -225,10 +262,34 @@ class SRSoupPanel {
         }
         chain(node, "onConnectionsChange", () => this.refresh(true));
         chain(node, "onConfigure", () => setTimeout(() => this.changed(), 0));
-        // Values set without a callback (undo, paste, another extension) are caught at draw time.
-        chain(node, "onDrawForeground", () => {
-            if (this.signature() !== this.seen) this.changed();
-        });
+        chain(node, "onRemoved", () => unwatch(this));
+        watch(this);
+    }
+
+    // Called by the watcher: catch values set without a callback, and keep the invalid mark on the
+    // weights box (Nodes 2.0 may re-create its textarea, e.g. after collapsing the node).
+    poll() {
+        if (!this.node.graph) return; // not in a graph yet
+        if (this.signature() !== this.seen) this.changed();
+        else this.markWeights();
+    }
+
+    // Outline the weights box on screen while the error is about a weights row, and say so to
+    // assistive technology (aria-invalid, which 1.58's Nodes 2.0 field also draws as a red ring).
+    markWeights() {
+        const target = this.error?.startsWith("weights") ? elementOnScreen(this.node, widget(this.node, "weights")) : null;
+        if (this.marked && this.marked !== target) {
+            this.marked.style.outline = "";
+            this.marked.style.outlineOffset = "";
+            this.marked.removeAttribute("aria-invalid");
+        }
+        if (target && target.style.outline === "") {
+            // Drawn inside the box: a node that clips its content (Nodes 2.0) cannot hide it.
+            target.style.outline = `2px solid ${COLORS.error}`;
+            target.style.outlineOffset = "-2px";
+            target.setAttribute("aria-invalid", "true");
+        }
+        this.marked = target;
     }
 
     // A widget changed. If the weights text changed and not by the editor's own hand (typed,
@@ -303,9 +364,9 @@ class SRSoupPanel {
             }
         }
         this.node.multireward.error = error || null;
+        this.error = error;
         this.errorLine.textContent = error;
-        const textarea = widget(this.node, "weights")?.inputEl;
-        if (textarea) textarea.style.outline = error.startsWith("weights") ? `2px solid ${COLORS.error}` : "";
+        this.markWeights();
         this.statusLine.textContent = this.lastRun ?? "";
         this.toggle.textContent = this.open ? "Edit weights ▾" : "Edit weights ▸";
         if (rebuild) this.buildEditor(s);

@@ -10,6 +10,7 @@ from comfy_api.latest import io, ui
 from ..comfy_adapter.interrupt import check_interrupt
 from ..comfy_adapter.sampling import scheduler_names
 from ..comfy_adapter.srsoup import SRSoupSampler, make_sampler, sample_front
+from ..plots.pareto_plot import labelled_grid
 from ..sampling_math.guidance import MODES, GuidanceError, GuidanceSettings
 from ..sampling_math.search_gradient import CORRECTIONS
 from ..sampling_math.soup_schedule import SCHEDULES
@@ -33,6 +34,25 @@ SCHEDULE_TOOLTIP = (
     "chain soups the first soup_steps (K) guided steps, as in the paper; about 50% of the guided steps "
     "saves about 1.8x on smooth trade-offs, but keep it near 20% when rewards favour different kinds of image."
 )
+
+
+VAE_TOOLTIP = "Decodes look-ahead predictions so the rewards can see them, and the final images."
+LOOKAHEAD_VAE_TOOLTIP = (
+    "Optional cheap decoder for the look-ahead images only (e.g. taesd for SD1.5, taesdxl, taesd3, taef1 "
+    "from Load VAE, files in models/vae_approx): the look-aheads cost one decode each, so a tiny decoder "
+    "makes guidance much faster; the final images and their scores still use vae. Rewards see the cheap "
+    "decoder's images while guiding. The report says which decoder scored the look-aheads."
+)
+
+
+def lookahead_vae_input():
+    return io.Vae.Input("lookahead_vae", optional=True, tooltip=LOOKAHEAD_VAE_TOOLTIP)
+
+
+def front_picture(tiles, weights, columns: int):
+    """The live preview: every chain's current image, captioned with its weight row."""
+    labels = [" / ".join(f"{w:.2g}" for w in row) for row in weights.tolist()]
+    return labelled_grid(tiles, labels, columns)
 
 
 def guidance_inputs() -> list:
@@ -188,7 +208,8 @@ class SRSoupKSampler(io.ComfyNode):
                     "Noise Mask, VAE Encode for Inpainting) is honoured as KSampler honours it: only the masked "
                     "region is repainted, and the rewards judge the composed image.",
                 ),
-                io.Vae.Input("vae", tooltip="Decodes look-ahead predictions so the rewards can see them."),
+                io.Vae.Input("vae", tooltip=VAE_TOOLTIP),
+                lookahead_vae_input(),
                 io.Int.Input(
                     "seed",
                     default=0,
@@ -238,6 +259,8 @@ class SRSoupKSampler(io.ComfyNode):
             steps=steps,
             cfg=cfg,
             scheduler=scheduler,
+            lookahead_vae=options.get("lookahead_vae"),
+            grid_picture=front_picture,
         )
         return io.NodeOutput(latents, json.dumps(report), ui=run_ui(report))
 
@@ -253,7 +276,8 @@ class SRSoupSamplerNode(io.ComfyNode):
             "guider (CFGGuider, Diffusion Blend, ...). Give it a latent batch of 1; it returns one latent per "
             "weight row. Connect it and the sampled LATENT to SRSoup Report for the numbers.",
             inputs=[
-                io.Vae.Input("vae", tooltip="Decodes look-ahead predictions so the rewards can see them."),
+                io.Vae.Input("vae", tooltip=VAE_TOOLTIP),
+                lookahead_vae_input(),
                 *guidance_inputs(),
             ],
             outputs=[io.Sampler.Output()],
@@ -261,7 +285,14 @@ class SRSoupSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, **options) -> io.NodeOutput:
-        return io.NodeOutput(make_sampler(vae, *guidance_request(options)))
+        return io.NodeOutput(
+            make_sampler(
+                vae,
+                *guidance_request(options),
+                lookahead_vae=options.get("lookahead_vae"),
+                grid_picture=front_picture,
+            )
+        )
 
 
 class SRSoupReport(io.ComfyNode):
@@ -345,6 +376,8 @@ def summary(report: dict) -> str:
         f"{report['final_scoring_queries']}: each image once by every reward); per judge: "
         + ", ".join(str(q) for q in report["total_queries_per_reward"]),
         f"look-ahead passes: {report['lookahead_passes']} (weighted sum: {report['weighted_sum_lookahead_passes']})",
+        f"look-aheads decoded by {report['lookahead_decoder']}, final images by {report['final_decoder']}",
+        *blend_lines(report),
         f"hypervolume: {report['hypervolume']:.4g} (reference {[round(v, 4) for v in report['reference_point']]})",
         f"time: {report['seconds']:.1f} s",
         "weights -> scores (" + ", ".join(report["rewards"]) + "):",
@@ -353,6 +386,25 @@ def summary(report: dict) -> str:
         weights, values = ", ".join(f"{w:.2f}" for w in row), ", ".join(f"{s:.4f}" for s in scores)
         lines.append(f"  {weights}  ->  {values}{note}")
     return "\n".join(lines)
+
+
+def blend_lines(report: dict) -> list[str]:
+    """What the model blended (a Diffusion Blend / KL Knob MODEL) and what SRSoup guided on top of it."""
+    blend = report.get("blended_model")
+    if not blend:
+        return []
+    if "draw_probabilities" in blend:
+        how = f"one LoRA per step, drawn with probabilities {blend['draw_probabilities']} (base model last)"
+    else:
+        terms = " + ".join(
+            f"{c:g} (D[{name}] - D_pre)"
+            for name, c in zip(blend["loras"], blend["coefficients"], strict=True)
+        )
+        how = f"D = D_pre + {terms}"
+    return [
+        f"blended model ({blend['node']}): {how}",
+        f"guided on top by SRSoup with: {', '.join(report['rewards'])}",
+    ]
 
 
 NODES = [SRSoupKSampler, SRSoupSamplerNode, SRSoupReport]

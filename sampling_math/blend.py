@@ -177,13 +177,3 @@ def resolve_step(sigma_step: int, completed_steps: int | None) -> int:
     if completed_steps is None or sigma_step > completed_steps + 1:
         return sigma_step
     return completed_steps
-
-
-def extra_variance_per_step(weights: Sequence[float], variant_means: Sequence[torch.Tensor]) -> torch.Tensor:
-    """sum_i w_i ||mu_i - mu_bar||^2: the variance one LS step adds over DB-MPA (Proposition 2)."""
-    probabilities = normalise_onto_simplex(weights)
-    stacked = torch.stack([torch.as_tensor(m, dtype=torch.float64) for m in variant_means])
-    w = torch.tensor(probabilities, dtype=torch.float64)
-    mean = torch.einsum("i,i...->...", w, stacked)
-    squared = ((stacked - mean) ** 2).flatten(1).sum(1)
-    return (w * squared).sum()

@@ -52,13 +52,3 @@ def default_reference(points: torch.Tensor, margin: float = 0.1) -> torch.Tensor
     low, high = points.min(dim=0).values, points.max(dim=0).values
     spread = torch.where(high > low, high - low, torch.ones_like(high))
     return low - margin * spread
-
-
-def per_weight_bias(points: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
-    """Distance of each weight's reward vector from the baseline's (weighted sum's) for the same
-    weight, with each reward scaled by the range of the baseline front."""
-    points = torch.as_tensor(points, dtype=torch.float64)
-    baseline = torch.as_tensor(baseline, dtype=torch.float64)
-    spread = baseline.max(dim=0).values - baseline.min(dim=0).values
-    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-    return ((points - baseline) / spread).norm(dim=1)

@@ -7,7 +7,6 @@ row is read, so a pasted wall of numbers costs milliseconds. The loops take an o
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Callable
@@ -56,18 +55,6 @@ def compositions(total: int, slots: int):
     for first in range(total + 1):
         for rest in compositions(total - first, slots - 1):
             yield (first, *rest)
-
-
-def authors_three_reward_grid() -> list[tuple[float, ...]]:
-    """The SRSoup authors' 13 weights for three rewards: 3 one-hot, the centre, 9 mixtures."""
-    rows = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3)]
-    for major, minor in ((0.8, 0.2), (0.6, 0.4)):
-        for i, j in itertools.permutations(range(3), 2):
-            if major == 0.8 or i < j:
-                row = [0.0, 0.0, 0.0]
-                row[i], row[j] = major, minor
-                rows.append(tuple(row))
-    return order_rows(rows)
 
 
 ROW_SEPARATORS = re.compile(r"[;\n|]+")

@@ -128,7 +128,9 @@ def outputs_after(sampler_id: int, report_slot: int | None, prefix: str, x: int 
     return nodes
 
 
-def srsoup_sampler(rewards: list[str], weights: str = "", grid: int = 5) -> NodeSpec:
+def srsoup_sampler(
+    rewards: list[str], weights: str = "", grid: int = 5, model: tuple[int, int] = (1, 0)
+) -> NodeSpec:
     return NodeSpec(
         30,
         "MultiReward_SRSoupKSampler",
@@ -148,7 +150,7 @@ def srsoup_sampler(rewards: list[str], weights: str = "", grid: int = 5) -> Node
             "correction": "divided_by_s",
         },
         links={
-            "model": (1, 0),
+            "model": model,
             "positive": (3, 0),
             "negative": (4, 0),
             "latent_image": (5, 0),
@@ -359,6 +361,27 @@ def kl_knob_sweep() -> list[NodeSpec]:
     return nodes
 
 
+def srsoup_on_kl_knob() -> list[NodeSpec]:
+    """Both methods at once: the KL Knob pushes one reward LoRA past itself (lambda 1.5) and SRSoup
+    trades two other rewards on top of that model, a front of 6 images from one noise."""
+    rewards = ["jpeg_compressibility", "sharpness"]
+    return [
+        *sd15_front(),
+        NodeSpec(
+            10,
+            "MultiReward_KLKnob",
+            (380, 470),
+            {"lora_name": LORA_A, "blend_lambda": 1.5},
+            links={"model": (1, 0)},
+            title="KL Knob: the aesthetic reward LoRA, lambda 1.5",
+            size=(320, 110),
+        ),
+        *reward_loaders(rewards),
+        srsoup_sampler(rewards, model=(10, 0)),
+        *outputs_after(30, 1, "srsoup_on_kl_knob"),
+    ]
+
+
 def two_lora_slots(first: float, second: float) -> dict:
     return {
         "lora_1": LORA_A,
@@ -450,6 +473,11 @@ EXAMPLES = {
     "srsoup_sampler_custom_advanced": (
         srsoup_sampler_custom_advanced,
         "The SRSoup SAMPLER in SamplerCustomAdvanced, with its report",
+    ),
+    "srsoup_on_kl_knob": (
+        srsoup_on_kl_knob,
+        "SRSoup on a KL Knob model: a reward LoRA extrapolated (lambda 1.5) while SRSoup trades JPEG "
+        "compressibility against sharpness",
     ),
     "reward_score": (reward_score, "Score a batch of images with three rewards; plot the trade-off"),
     "kl_knob_sweep": (

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: builds both ComfyUI test hosts if needed (idempotent), runs the linter, then the
 # whole suite on ComfyUI 0.33.0 (maths, in-process ComfyUI, a real server, a real browser) and the
-# in-process and server tests on ComfyUI 0.3.75, the oldest version the pack supports. Extra
+# in-process, server and browser tests on ComfyUI 0.3.75, the oldest version the pack supports. Extra
 # arguments go to both pytest runs. Exits non-zero when either run fails.
 #
 # The two hosts are built, and then tested, side by side: the in-process tests use one torch thread,
@@ -24,6 +24,10 @@ grep '^\[install_host\]' "$logs/install-0.3.75.log"
 # It hard-links the primary host's torch, so it comes after that host.
 python3 scripts/install_ray.py
 
+# The browser tests run on each host's pinned frontend and, on the primary host, on the newest one
+# too, installed beside the hosts (outside their venvs) and served with --front-end-root.
+python3 scripts/install_frontend.py
+
 # The browser tests drive Debian's chromium (never a browser downloaded by playwright).
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
@@ -37,7 +41,7 @@ PRIMARY_PYTHON="$(host_python 0.33.0)"
 
 # What both runs share, made before they start: the reward parity tests' reference implementations
 # (kept out of the venvs: --no-deps --target) and the tiny stock-detectable checkpoint.
-"$PRIMARY_PYTHON" tests/rewards/install_reward_references.py
+"$PRIMARY_PYTHON" tests/support/install_reward_references.py
 "$PRIMARY_PYTHON" -c 'import sys; sys.path.insert(0, "scripts"); import run_example; run_example.build_tiny_checkpoint()'
 
 # run_on VERSION PYTEST_ARGS...: one pytest run on one host, its output in $logs/VERSION.log.
@@ -48,9 +52,9 @@ run_on() {
   MULTIREWARD_HOST="$version" "$(host_python "$version")" -m pytest "$@"
 }
 
-# Maths never imports ComfyUI, the browser tier is the frontend's and the serving tier Ray's: they
-# run on 0.33.0 only.
-run_on 0.3.75 -m "not browser and not serving" --ignore=tests/math "$@" >"$logs/0.3.75.log" 2>&1 &
+# Maths never imports ComfyUI and the serving tier is Ray's: they run on 0.33.0 only. The browser
+# tier runs on both, each host with its pinned frontend (0.33.0 with frontend 1.58.1 as well).
+run_on 0.3.75 -m "not serving" --ignore=tests/math "$@" >"$logs/0.3.75.log" 2>&1 &
 oldest_run=$!
 status=0
 run_on 0.33.0 "$@" 2>&1 | tee "$logs/0.33.0.log" || status=1

@@ -1,22 +1,42 @@
-"""Shared fixtures: a real in-process ComfyUI with the pack loaded, and tiny test models."""
+"""The test tiers, and the shared fixtures: a real in-process ComfyUI with the pack loaded, tiny models.
+
+Tiers, by folder (each test gets its tier's marker): tests/math (`math`: the maths alone, no ComfyUI;
+`pytest tests/math` runs in any Python with torch), tests/browser, tests/server and tests/serving
+(`browser`, `server`, `serving`), and the rest (`comfy`: nodes in a ComfyUI in this process).
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import harness
 import pytest
+from support import pack_alias
 
 TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+TIER_FOLDERS = {"math": "math", "browser": "browser", "server": "server", "serving": "serving"}
 
-import harness  # noqa: E402
+# `multireward.*` importable in every tier: the maths tier needs nothing else.
+pack_alias.install_pack_alias()
 
-# Cheap: ComfyUI on sys.path with CPU arguments, and `multireward.*` importable. Maths tests import
-# only sampling_math, which never imports ComfyUI (a test checks that in a clean interpreter).
-harness.prepare_comfy_imports()
-harness.install_pack_alias()
+
+def _maths_only(config: pytest.Config) -> bool:
+    """Whether this run asked only for tests/math (then ComfyUI is never put on the path)."""
+    asked = [Path(arg.split("::")[0]).resolve() for arg in config.args] or [Path.cwd()]
+    return all(path.is_relative_to(TESTS_DIR / "math") for path in asked)
+
+
+def pytest_configure(config):
+    if not _maths_only(config):
+        # Cheap: ComfyUI on sys.path with CPU arguments, before any test module imports comfy.
+        harness.prepare_comfy_imports()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS_DIR).parts[0]
+        item.add_marker(TIER_FOLDERS.get(folder, "comfy"))
 
 
 @pytest.fixture(autouse=True)
@@ -78,10 +98,32 @@ def digit_checkpoint(comfy, digit_checkpoint_file) -> str:
     return link.name
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
     """Which ComfyUI this run tested, and the frontends its servers served."""
+    if _maths_only(config):
+        terminalreporter.write_line("tested: the maths alone, without ComfyUI")
+        return
     terminalreporter.write_line(f"tested on: {harness.HOST.describe()}")
     import comfy_server
 
     for served in sorted(comfy_server.SERVED):
         terminalreporter.write_line(f"servers ran: {served}")
+
+
+def pytest_unconfigure(config):
+    """The process is ending: skip ComfyUI's detach-on-collect of model patchers. Run during
+    interpreter shutdown, after ComfyUI's module globals are cleared, it only prints a traceback per
+    patcher ("'NoneType' object has no attribute 'ON_DETACH'") that reads like a failure."""
+    patcher_module = sys.modules.get("comfy.model_patcher")
+    if patcher_module is None:
+        return
+    pending = [patcher_module.ModelPatcher]
+    while pending:
+        patcher_type = pending.pop()
+        pending.extend(patcher_type.__subclasses__())
+        if "__del__" in vars(patcher_type):
+            patcher_type.__del__ = _nothing_to_release
+
+
+def _nothing_to_release(self):
+    pass

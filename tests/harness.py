@@ -1,86 +1,44 @@
 """A real ComfyUI, in this process, with the pack loaded: the base of every node test.
 
-ComfyUI loads a pack under a module name derived from its folder path. Tests want to write
-`from multireward.rewards import base`; an import alias maps `multireward.*` onto the very module
-objects ComfyUI loaded, so a class a test builds is the class the nodes check against.
+Tests import the pack as `multireward.*` (support/pack_alias.py): the very module objects ComfyUI
+loaded, so a class a test builds is the class the nodes check against.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.abc
-import importlib.util
 import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(PACK_ROOT / "scripts"))  # the host layout, shared with the installer
-import comfy_hosts  # noqa: E402
+import comfy_hosts  # the host layout, shared with the installer (scripts/)
+from support.pack_alias import PACK_ROOT, install_pack_alias
 
-PACK_NAME = "multireward"
 HOST = comfy_hosts.selected()  # MULTIREWARD_HOST=<version>; the primary host when unset
 COMFYUI_DIR = HOST.comfyui.resolve()
 # Since ComfyUI 0.8 the backend checks a V3 combo's value against its options before any node runs
 # (/prompt answers 400 "Value not in list: <input>: ..."); 0.3.75 leaves that check to the node, so an
 # error-path test expects the message of whichever layer speaks first on the host.
 COMFYUI_CHECKS_COMBO_VALUES = HOST.version_info >= (0, 8)
-# The name nodes.load_custom_node gives a pack loaded from PACK_ROOT.
-COMFY_MODULE_NAME = str(PACK_ROOT).replace(".", "_x_")
-
-
-class _PackAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Resolve `multireward.X` to the module ComfyUI knows as `<pack path>.X`."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname == PACK_NAME or fullname.startswith(PACK_NAME + "."):
-            return importlib.util.spec_from_loader(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        real_name = COMFY_MODULE_NAME + spec.name[len(PACK_NAME) :]
-        return importlib.import_module(real_name)
-
-    def exec_module(self, module):
-        pass  # already executed under its real name
-
-
-def _load_pack_package() -> None:
-    """Import the pack's top-level package under ComfyUI's name (cheap: it imports no ComfyUI)."""
-    if COMFY_MODULE_NAME in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        COMFY_MODULE_NAME, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[COMFY_MODULE_NAME] = module
-    spec.loader.exec_module(module)
-
-
-def install_pack_alias() -> None:
-    _load_pack_package()
-    if not any(isinstance(finder, _PackAlias) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PackAlias())
 
 
 _comfy_base_dir: Path | None = None
 
 
 def put_comfyui_first_on_path() -> None:
-    """ComfyUI's folder first, and the pack's own folder (or the current directory, when it is the
-    pack) nowhere: the pack's `nodes/` package must never shadow ComfyUI's `nodes.py`. Tools such as
-    `python -m pytest` may put the working directory on sys.path at any time, so this runs again
-    right before ComfyUI's modules are imported."""
-    shadowing = {str(PACK_ROOT), ""} if Path.cwd().resolve() == PACK_ROOT else {str(PACK_ROOT)}
-    sys.path[:] = [entry for entry in sys.path if entry not in shadowing and entry != str(COMFYUI_DIR)]
+    """ComfyUI's folder first on sys.path, as main.py runs: its top-level modules (`nodes`, `utils`,
+    `server`, ...) must win over any same-named module elsewhere on the path."""
+    sys.path[:] = [entry for entry in sys.path if entry != str(COMFYUI_DIR)]
     sys.path.insert(0, str(COMFYUI_DIR))
 
 
-def prepare_comfy_imports() -> Path:
-    """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported."""
+def prepare_comfy_imports(any_python: bool = False) -> Path:
+    """Put ComfyUI on sys.path and set its CPU arguments before any comfy module is imported.
+
+    `any_python`: the host's ComfyUI checkout under another python than the host's venv (a benchmark
+    on a GPU machine whose python has torch and ComfyUI's requirements but no host venv)."""
     global _comfy_base_dir
     if _comfy_base_dir is not None:
         return _comfy_base_dir
@@ -88,7 +46,7 @@ def prepare_comfy_imports() -> Path:
         raise RuntimeError(
             f"no ComfyUI host at {COMFYUI_DIR}; run `python3 scripts/install_host.py {HOST.version}` first"
         )
-    if Path(sys.prefix).resolve() != HOST.venv.resolve():
+    if not any_python and Path(sys.prefix).resolve() != HOST.venv.resolve():
         raise RuntimeError(
             f"the ComfyUI {HOST.version} host runs under {HOST.python}, not {sys.executable} "
             f"({comfy_hosts.HOST_VARIABLE} selects the host)"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from harness import PACK_ROOT
-
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
 from comfy_server import ComfyServer as _ComfyServer
 from comfy_server import error_message
 
@@ -15,8 +11,18 @@ SERVER_TEST_PACK = Path(__file__).resolve().parent / "server_test_pack"
 
 
 class ComfyServer(_ComfyServer):
-    def __init__(self, base_dir: Path | None = None, extra_args: tuple[str, ...] = ()):
-        super().__init__(base_dir, extra_args, packs={"multireward_testing": SERVER_TEST_PACK})
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        front_end_root: Path | None = None,
+    ):
+        super().__init__(
+            base_dir,
+            extra_args,
+            packs={"multireward_testing": SERVER_TEST_PACK},
+            front_end_root=front_end_root,
+        )
 
 
 __all__ = ["ComfyServer", "error_message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -83,6 +84,23 @@ def test_maths_rewards_and_plots_never_import_comfyui(package):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_maths_tier_runs_without_comfyui():
+    """`pytest tests/math` (the first test tier) imports no ComfyUI module. Run in the host's own
+    Python, where ComfyUI is one path entry away: a tier that set up the host would show here."""
+    code = textwrap.dedent(
+        """
+        import json, sys, pytest
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "tests/math/test_srsoup_weights_ledger_pareto.py"])
+        loaded = [m for m in sys.modules if m.split(".")[0] in ("comfy", "comfy_api", "folder_paths", "nodes")]
+        print(json.dumps({"exit": int(code), "comfy_modules": loaded}))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=harness.PACK_ROOT)
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome == {"exit": 0, "comfy_modules": []}, run.stdout[-2000:]
+    assert "passed" in run.stdout and "the maths alone, without ComfyUI" in run.stdout
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "srsoup"))
-from graphs import srsoup_graph
+from support.srsoup_graphs import srsoup_graph
 
 from multireward.plots.pareto_plot import FRONT, FrontData, labelled_grid, pareto_plot
 

@@ -5,6 +5,8 @@ No weights can be downloaded, so every test model is made here from ComfyUI's ow
   style text encoder and a TAESD-shaped VAE, all in memory: a sampling pass takes well under a second.
 - `tiny_flow()`: an SD3-shaped MMDiT (flow matching, ComfyUI's CONST model sampling) with 16
   latent channels and a TAESD-shaped VAE for 16 channels; conditioning is made directly.
+- `write_taesd_files(folder, seed)`: TAESD-shaped encoder and decoder files for models/vae_approx,
+  which the stock VAELoader offers as "taesd" (a cheap look-ahead decoder).
 - `write_sd15_checkpoint(path)`: a stock-detectable SD1.5 checkpoint (320 channels, context 768,
   the fixed full-size CLIP-L text config, a TAESD VAE) that CheckpointLoaderSimple loads, so the
   example workflows run through the real loader.
@@ -78,8 +80,7 @@ def _model_patcher(model):
     )
 
 
-def _taesd_vae(latent_channels: int, seed: int):
-    import comfy.sd
+def _random_taesd(latent_channels: int, seed: int):
     import comfy.taesd.taesd
 
     taesd = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
@@ -103,8 +104,30 @@ def _taesd_vae(latent_channels: int, seed: int):
         last = taesd.taesd_decoder[-1]
         last.weight.mul_(0.15 / max(spread, 1e-6))
         last.bias.fill_(0.5)
-    state = {k: v.clone() for k, v in taesd.state_dict().items()}
+    return taesd
+
+
+def _taesd_vae(latent_channels: int, seed: int):
+    import comfy.sd
+
+    state = {k: v.clone() for k, v in _random_taesd(latent_channels, seed).state_dict().items()}
     return comfy.sd.VAE(sd=state)
+
+
+def write_taesd_files(folder: Path, seed: int, name: str = "taesd", latent_channels: int = 4) -> str:
+    """`<name>_encoder.safetensors` and `<name>_decoder.safetensors` of a random TAESD-shaped model in
+    `folder` (models/vae_approx), as the stock VAELoader lists and loads them; returns `name`."""
+    from safetensors.torch import save_file
+
+    taesd = _random_taesd(latent_channels, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("encoder", "decoder"):
+        module = getattr(taesd, f"taesd_{part}")
+        save_file(
+            {k: v.contiguous() for k, v in module.state_dict().items()},
+            str(folder / f"{name}_{part}.safetensors"),
+        )
+    return name
 
 
 def _tiny_sd1_clip(seed: int):

@@ -166,24 +166,21 @@ def flow_loras(comfy) -> tuple[str, str]:
     return names
 
 
-def flow_custom_sampling_graph(
-    model_nodes: dict, model_ref: list, *, steps: int = 4, sampler: str = "euler"
+def custom_advanced_nodes(
+    guider: dict, model_ref: list, latent: dict, *, steps: int = 4, sampler: str = "euler", out: str = "sca"
 ) -> dict:
-    """Tiny SD3-shaped flow model ("f") sampled through CFGGuider + SamplerCustomAdvanced ("sca")."""
-    graph = {
-        "f": {"class_type": "MultiRewardTest_TinyFlow", "inputs": {"seed": 0}},
-        "lat": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "guider": {
-            "class_type": "CFGGuider",
-            "inputs": {"model": model_ref, "positive": ["f", 1], "negative": ["f", 2], "cfg": 4.0},
-        },
+    """`guider` ("guider"), a seeded noise, the sampler, the model's scheduler, `latent` ("lat") and
+    SamplerCustomAdvanced (`out`)."""
+    return {
+        "guider": guider,
         "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}},
         "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}},
         "sigmas": {
             "class_type": "BasicScheduler",
             "inputs": {"model": model_ref, "scheduler": "simple", "steps": steps, "denoise": 1.0},
         },
-        "sca": {
+        "lat": latent,
+        out: {
             "class_type": "SamplerCustomAdvanced",
             "inputs": {
                 "noise": ["noise", 0],
@@ -193,6 +190,23 @@ def flow_custom_sampling_graph(
                 "latent_image": ["lat", 0],
             },
         },
+    }
+
+
+FLOW_LATENT = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+
+
+def flow_custom_sampling_graph(
+    model_nodes: dict, model_ref: list, *, steps: int = 4, sampler: str = "euler"
+) -> dict:
+    """Tiny SD3-shaped flow model ("f") sampled through CFGGuider + SamplerCustomAdvanced ("sca")."""
+    guider = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": model_ref, "positive": ["f", 1], "negative": ["f", 2], "cfg": 4.0},
+    }
+    graph = {
+        "f": {"class_type": "MultiRewardTest_TinyFlow", "inputs": {"seed": 0}},
+        **custom_advanced_nodes(guider, model_ref, FLOW_LATENT, steps=steps, sampler=sampler),
         "out": {
             "class_type": "SaveLatent",
             "inputs": {"samples": ["sca", 0], "filename_prefix": "blend_flow"},

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import tiny_models
 import torch
-from conftest import independent_lora_model, lora_slots
+from conftest import FLOW_LATENT, custom_advanced_nodes, independent_lora_model, lora_slots
 
 BASE = ["1", 0]
 # An output node that needs no decode: the tests compare latents, which fix the images.
@@ -113,26 +113,7 @@ def _text(text: str, clip: list) -> dict:
 
 
 def _custom_advanced(guider: dict, model_source: list, latent: dict) -> dict:
-    return {
-        "guider": guider,
-        "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 11}},
-        "sampler": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "sigmas": {
-            "class_type": "BasicScheduler",
-            "inputs": {"model": model_source, "scheduler": "simple", "steps": 4, "denoise": 1.0},
-        },
-        "lat": latent,
-        "out": {
-            "class_type": "SamplerCustomAdvanced",
-            "inputs": {
-                "noise": ["noise", 0],
-                "guider": ["guider", 0],
-                "sampler": ["sampler", 0],
-                "sigmas": ["sigmas", 0],
-                "latent_image": ["lat", 0],
-            },
-        },
-    }
+    return custom_advanced_nodes(guider, model_source, latent, out="out")
 
 
 SD15_LATENT = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
@@ -218,11 +199,10 @@ def _flow_skip_layer(patch: dict, model: list) -> dict:
         "class_type": "CFGGuider",
         "inputs": {"model": ["patch", 0], "positive": ["f", 1], "negative": ["f", 2], "cfg": 4.0},
     }
-    latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     return {
         "f": {"class_type": "MultiRewardTest_TinyFlow", "inputs": {"seed": 0}},
         "patch": {**patch, "inputs": {**patch["inputs"], "model": model}},
-        **_custom_advanced(guider, ["patch", 0], latent),
+        **_custom_advanced(guider, ["patch", 0], FLOW_LATENT),
     }
 
 

@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from support.paper_metrics import extra_variance_per_step
 
 from multireward.sampling_math.blend import (
     BlendInputError,
     combine_predictions,
     draw_probabilities,
-    extra_variance_per_step,
     is_on_simplex,
     normalise_onto_simplex,
     plan_blend,

@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 from support import toy
+from support.paper_metrics import authors_three_reward_grid
 
 from multireward.sampling_math.guidance import GuidanceSettings
 from multireward.sampling_math.report import guided_report, planned_cost
 from multireward.sampling_math.soup_schedule import distance_to_one_hot, per_chain_soup_steps
-from multireward.sampling_math.weights import authors_three_reward_grid, simplex_grid
+from multireward.sampling_math.weights import simplex_grid
 
 FORMS = pytest.mark.parametrize("flow", [False, True], ids=["ve", "flow"])
 GRID6 = torch.tensor(simplex_grid(2, 5), dtype=torch.float64)

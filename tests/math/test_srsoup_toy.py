@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from support import toy
+from support.paper_metrics import per_weight_bias
 
 from multireward.sampling_math.guidance import (
     GuidanceError,
@@ -16,7 +17,7 @@ from multireward.sampling_math.guidance import (
     guided_step_indices,
 )
 from multireward.sampling_math.ledger import weighted_sum_cost
-from multireward.sampling_math.pareto import default_reference, hypervolume, per_weight_bias
+from multireward.sampling_math.pareto import default_reference, hypervolume
 from multireward.sampling_math.report import planned_cost
 from multireward.sampling_math.weights import simplex_grid
 

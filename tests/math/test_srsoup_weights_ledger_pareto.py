@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
+from support.paper_metrics import authors_three_reward_grid, per_weight_bias
 
 from multireward.sampling_math.guidance import GuidanceSettings
 from multireward.sampling_math.ledger import QueryLedger, StepCost, weighted_sum_cost
@@ -15,12 +16,10 @@ from multireward.sampling_math.pareto import (
     default_reference,
     hypervolume,
     non_dominated,
-    per_weight_bias,
 )
 from multireward.sampling_math.report import planned_cost
 from multireward.sampling_math.weights import (
     WeightsError,
-    authors_three_reward_grid,
     exemplar_indices,
     parse_weight_rows,
     resolve_weights,

@@ -8,8 +8,8 @@ import time
 
 import pytest
 import torch
-from reward_references import as_comfy_images, random_uint8_images
 from support.judges import Judge
+from support.reward_references import as_comfy_images, random_uint8_images
 
 
 @pytest.fixture

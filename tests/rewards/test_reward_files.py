@@ -7,14 +7,14 @@ import itertools
 
 import pytest
 import torch
-from reward_references import (
+from safetensors.torch import save_file
+from support.reward_references import (
     as_comfy_images,
     hps_full_size_state,
     hps_tiny_model_and_transform,
     image_reward_blip,
     random_uint8_images,
 )
-from safetensors.torch import save_file
 
 
 def meta_state(module: torch.nn.Module, prefix: str = "") -> dict:
@@ -318,7 +318,7 @@ def test_a_reward_built_outside_comfyui_scores_as_the_reward_loader_does(comfy, 
 
     from harness import PACK_ROOT
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-    from reward_references import TINY_EMBED, TINY_TEXT, TINY_VISION, randomize
+    from support.reward_references import TINY_EMBED, TINY_TEXT, TINY_VISION, randomize
 
     model = CLIP(TINY_EMBED, CLIPVisionCfg(**TINY_VISION, head_width=64), CLIPTextCfg(**TINY_TEXT))
     randomize(model, seed=3)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reward_references import (
+from safetensors.torch import save_file
+from support.reward_references import (
     hps_tiny_model_and_transform,
     image_reward_blip,
     image_reward_checkpoint_state,
     random_uint8_images,
     write_tiny_bert_vocab,
 )
-from safetensors.torch import save_file
 from test_reward_parity import (
     ImageRewardReference,
     contiguous,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.abc
 import sys
 
-import harness
 import pytest
+from support import pack_alias
 
 WEIGHT_FREE = ("jpeg_compressibility", "colorfulness", "sharpness")
 NEURAL = ("laion_aesthetic", "hpsv2", "hpsv2.1", "pickscore", "imagereward", "clip_score")
@@ -56,7 +56,7 @@ def without_open_clip(monkeypatch):
     """As if open_clip_torch were not installed; the pack's modules that imported it import afresh."""
     prefixes = ["open_clip"] + [
         f"{package}.rewards.{module}"
-        for package in (harness.COMFY_MODULE_NAME, harness.PACK_NAME)
+        for package in (pack_alias.COMFY_MODULE_NAME, pack_alias.PACK_NAME)
         for module in OPEN_CLIP_IMPORTERS
     ]
     for name in list(sys.modules):

@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 import torch
-from reward_references import (
+from safetensors.torch import save_file
+from support.reward_references import (
     COMFY_CLIP_TOKENIZER,
     TINY_EMBED,
     ImageRewardReference,
@@ -22,7 +23,6 @@ from reward_references import (
     randomize,
     write_tiny_bert_vocab,
 )
-from safetensors.torch import save_file
 
 PROMPT = "a photo of a red house on the hill"
 TOLERANCE = 1e-4

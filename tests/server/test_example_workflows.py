@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import pytest
+from digit_checkpoint import CHECKPOINT_NAME
 from harness import PACK_ROOT
+from run_example import CPU_SETTINGS, DIGIT_SETTINGS, set_widgets
 from server_harness import ComfyServer, error_message
 from tiny_models import write_checkpoint_lora
-
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
-from digit_checkpoint import CHECKPOINT_NAME
-from run_example import CPU_SETTINGS, DIGIT_SETTINGS, set_widgets
 from workflows import replace_widget, ui_to_api
 
 from example_workflows import LORA_A, LORA_B

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import pytest
-from harness import PACK_ROOT
 from server_harness import ComfyServer, error_message
 from support.paper_costs import paper_srsoup_queries
-
-sys.path.insert(0, str(PACK_ROOT / "tests" / "srsoup"))
-from graphs import srsoup_graph
+from support.srsoup_graphs import srsoup_graph
 
 pytestmark = pytest.mark.server
 

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -28,7 +27,6 @@ from pathlib import Path
 import yaml
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PACK_ROOT / "scripts"))
 from comfy_server import free_port  # noqa: E402
 from install_ray import DEFAULT_VENV, ensure_ray_venv  # noqa: E402
 

@@ -18,12 +18,12 @@ import urllib.request
 import pytest
 import torch
 from comfy_server import ComfyServer
-from graphs import srsoup_graph
-from reward_references import hps_tiny_model_and_transform
 from safetensors.torch import save_file
 from serve_harness import LocalRayServe, application
 from server_harness import SERVER_TEST_PACK, error_message
 from support.paper_costs import paper_srsoup_queries
+from support.reward_references import hps_tiny_model_and_transform
+from support.srsoup_graphs import srsoup_graph
 from test_reward_parity import contiguous, tiny_pickscore_model
 
 pytestmark = [pytest.mark.serving, pytest.mark.server]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from graphs import srsoup_graph
 from support.paper_costs import paper_srsoup_queries, paper_weighted_sum_queries
+from support.srsoup_graphs import run_in_sampler_custom_advanced, srsoup_graph
 
 
 def run_srsoup(comfy, **overrides):
@@ -118,34 +118,7 @@ def test_sampler_node_composes_with_sampler_custom_advanced(comfy):
             "guidance_seed": 3,
         },
     }
-    graph["11"] = {
-        "class_type": "CFGGuider",
-        "inputs": {
-            "model": node["model"],
-            "positive": node["positive"],
-            "negative": node["negative"],
-            "cfg": 3.0,
-        },
-    }
-    graph["12"] = {
-        "class_type": "BasicScheduler",
-        "inputs": {"model": node["model"], "scheduler": "normal", "steps": 4, "denoise": 1.0},
-    }
-    graph["13"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}}
-    graph["14"] = {
-        "class_type": "SamplerCustomAdvanced",
-        "inputs": {
-            "noise": ["13", 0],
-            "guider": ["11", 0],
-            "sampler": ["10", 0],
-            "sigmas": ["12", 0],
-            "latent_image": ["4", 0],
-        },
-    }
-    graph["15"] = {
-        "class_type": "MultiReward_SRSoupReport",
-        "inputs": {"sampler": ["10", 0], "samples": ["14", 0]},
-    }
+    run_in_sampler_custom_advanced(graph, "10", node)
     result = comfy.run(graph)
     samples = result.output("14", 0)["samples"]
     report = json.loads(result.output("15", 0))

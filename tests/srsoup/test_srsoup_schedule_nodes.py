@@ -9,7 +9,7 @@ import math
 
 import pytest
 import test_nodes
-from graphs import srsoup_graph
+from support.srsoup_graphs import srsoup_graph
 
 LABELS = ("a", "b", "c")
 

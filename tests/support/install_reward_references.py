@@ -4,7 +4,7 @@ environment: `pip install --no-deps --target <folder>` (never into site-packages
 hpsv2 1.2.0 pins protobuf<4 and pytest==7.2.0; image-reward 1.5 pins timm==0.6.13 and fairscale.
 With --no-deps none of that is installed; the tests import only the model code they need.
 
-Run:  python tests/rewards/install_reward_references.py     (idempotent; CI runs it before pytest)
+Run:  python tests/support/install_reward_references.py     (idempotent; CI runs it before pytest)
 """
 
 from __future__ import annotations

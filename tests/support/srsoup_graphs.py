@@ -63,3 +63,38 @@ def srsoup_graph(model_source: str = "tiny", checkpoint: str = "", **overrides) 
     inputs.update(overrides)
     graph["7"] = {"class_type": "MultiReward_SRSoupKSampler", "inputs": inputs}
     return graph
+
+
+def run_in_sampler_custom_advanced(graph: dict, sampler_id: str, ksampler_inputs: dict) -> None:
+    """Nodes 11-15 sample the SAMPLER of node `sampler_id` in SamplerCustomAdvanced (CFGGuider at cfg
+    3 on the model and conds of `ksampler_inputs`, 4 normal steps, noise seed 5, node 4's latent);
+    node 14 gives the latents, node 15 (SRSoup Report) the report."""
+    model = ksampler_inputs["model"]
+    graph["11"] = {
+        "class_type": "CFGGuider",
+        "inputs": {
+            "model": model,
+            "positive": ksampler_inputs["positive"],
+            "negative": ksampler_inputs["negative"],
+            "cfg": 3.0,
+        },
+    }
+    graph["12"] = {
+        "class_type": "BasicScheduler",
+        "inputs": {"model": model, "scheduler": "normal", "steps": 4, "denoise": 1.0},
+    }
+    graph["13"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}}
+    graph["14"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": ["13", 0],
+            "guider": ["11", 0],
+            "sampler": [sampler_id, 0],
+            "sigmas": ["12", 0],
+            "latent_image": ["4", 0],
+        },
+    }
+    graph["15"] = {
+        "class_type": "MultiReward_SRSoupReport",
+        "inputs": {"sampler": [sampler_id, 0], "samples": ["14", 0]},
+    }

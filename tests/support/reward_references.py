@@ -14,10 +14,11 @@ import types
 from pathlib import Path
 
 import harness
-import install_reward_references as install_references
 import numpy as np
 import torch
 from PIL import Image
+
+from support import install_reward_references as install_references
 
 # The CLIP tokenizer files of the ComfyUI host the tests run on.
 COMFY_CLIP_TOKENIZER = harness.COMFYUI_DIR / "comfy" / "sd1_tokenizer"
