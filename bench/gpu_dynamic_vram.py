@@ -63,6 +63,10 @@ def start_comfyui(comfyui: Path, mode: str, cpu: bool) -> None:
     args.cpu = cpu
     args.base_directory = tempfile.mkdtemp(prefix="multireward-gpu-check-")
     args.disable_dynamic_vram = mode != "dynamic"
+    # The UNet in fp32, as on the CPU: in fp16 these random LoRAs (every linear and conv, scaled to
+    # move the image well away from the plain model's) overflowed on the first GPU run, and the stock
+    # LoraLoader's latent was NaN in both runs, so nothing about the blends could be compared.
+    args.force_fp32 = True
     if mode == "dynamic":
         import comfy_aimdo.control
 
@@ -116,15 +120,26 @@ def force_partial_loading() -> None:
 
 def random_unet(levels: str, device):
     """An SD1.5-shaped UNet with seeded random weights, loaded by ComfyUI's own loader."""
+    import comfy.memory_management
+    import comfy.ops
     import comfy.sd
-    import comfy.supported_models
     import tiny_models
     import torch
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     unet_config = tiny_models.sd15_unet_config(320, 768)
     if levels == "full":
         unet_config.update(tiny_models.FULL_SD15_LEVELS)
-    shapes = comfy.supported_models.SD15(unet_config).get_model({}).diffusion_model.state_dict()
+    # The checkpoint's keys and shapes, from a UNet built on the meta device with dynamic VRAM's
+    # lazy weights switched off: under dynamic VRAM ComfyUI's Linear leaves its weight None until a
+    # state dict is loaded, so a model built then lacks those keys and ComfyUI cannot detect it.
+    lazy = comfy.memory_management.aimdo_enabled
+    comfy.memory_management.aimdo_enabled = False
+    try:
+        unet = UNetModel(**unet_config, device="meta", operations=comfy.ops.disable_weight_init)
+    finally:
+        comfy.memory_management.aimdo_enabled = lazy
+    shapes = unet.state_dict()
     generator = torch.Generator(device=device).manual_seed(0)
     state = {
         key: (torch.randn(value.shape, generator=generator, device=device) * 0.02).to("cpu", torch.float16)

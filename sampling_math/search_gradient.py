@@ -35,8 +35,9 @@ def zscores(rewards: torch.Tensor) -> torch.Tensor:
 
 
 def search_direction(scores: torch.Tensor, noises: torch.Tensor) -> torch.Tensor:
-    """g = sum_n scores_n * noises_n, for scores [N] and noises [N, *shape]."""
-    return torch.tensordot(scores.to(noises.dtype), noises, dims=1)
+    """g = sum_n scores_n * noises_n, for scores [N] and noises [N, *shape], on the noises' device
+    (rewards score on the CPU; the noises live where the model samples)."""
+    return torch.tensordot(scores.to(device=noises.device, dtype=noises.dtype), noises, dims=1)
 
 
 def shell_step(

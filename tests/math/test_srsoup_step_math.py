@@ -122,6 +122,15 @@ def test_search_direction_is_the_score_weighted_sum_of_noises():
     assert torch.equal(direction, torch.tensor([[2.5, -1.5]]))
 
 
+def test_search_direction_lives_on_the_noises_device():
+    """Rewards score on the CPU while the noises live on the sampling device (a GPU): the direction
+    follows the noises. The meta device stands in for a GPU here (shapes only, no data)."""
+    noises = torch.zeros(3, 1, 2, dtype=torch.float16, device="meta")
+    direction = search_direction(torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64), noises)
+    assert direction.device.type == "meta" and direction.dtype == torch.float16
+    assert direction.shape == (1, 2)
+
+
 # --- shell step ----------------------------------------------------------------------------------
 
 
