@@ -1,9 +1,12 @@
-"""SRSoup against weighted sum on a tiny SD1.5-shaped model inside a real (in-process) ComfyUI.
+"""SRSoup against weighted sum on a small SD1.5-shaped model inside a real (in-process) ComfyUI.
 
     .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py --model digits --size 64
 
-The same CFG model, VAE and rewards (JPEG compressibility vs colourfulness) the nodes use, over
-paired seeds: every method starts from the same noise. Prints queries, look-ahead passes, wall time,
+The same CFG model, VAE and rewards the nodes use, over paired seeds: every method starts from the
+same noise. --model tiny (random weights, JPEG compressibility vs colourfulness) or digits (the
+learned digits checkpoint of docs/digit_model.md, "a handwritten digit 3", JPEG compressibility vs
+sharpness: colourfulness is zero on grey digits). Prints queries, look-ahead passes, wall time,
 hypervolume (one reference point per seed, shared by all methods) and the per-weight bias of
 SRSoup against weighted sum. Random weights make the look-ahead landscape rougher than a trained
 model's; the table says where the tiny model agrees with the toy and where not.
@@ -23,13 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]  # as pytest's pythonpath (pyproject.toml)
 
 
-def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: int, prompt: str = ""):
+def run_once(
+    model, clip, vae, rewards, settings, steps: int, seed: int, size: int, prompt: str = "", text: str = ""
+):
     import comfy.utils
 
     from multireward.comfy_adapter.srsoup import sample_front
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    positive = clip.encode_from_tokens_scheduled(clip.tokenize("a red fox in snow"))
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(text or "a red fox in snow"))
     negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
     latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
     started = time.perf_counter()
@@ -49,6 +54,24 @@ def run_once(model, clip, vae, rewards, settings, steps: int, seed: int, size: i
             scheduler="normal",
         )
     return report, time.perf_counter() - started
+
+
+def load_model(name: str):
+    """(MODEL, CLIP, VAE, the reward set against JPEG compressibility, the prompt) of a model."""
+    if name == "tiny":
+        import tiny_models
+
+        from multireward.rewards.colorfulness import Colorfulness
+
+        return (*tiny_models.tiny_sd15(0), Colorfulness(), "")
+    import comfy.sd
+    from digit_checkpoint import write_digit_checkpoint
+
+    from multireward.rewards.sharpness import Sharpness
+
+    checkpoint = write_digit_checkpoint(ROOT / ".host" / "cache")
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(checkpoint))
+    return model, clip, vae, Sharpness(), "a handwritten digit 3"
 
 
 def methods_for(guided: int, args) -> list[tuple[str, dict]]:
@@ -79,24 +102,23 @@ def main() -> int:
         "--per-chain", default="0.0:1.0,0.2:1.0,0.4:1.0", help="per-chain schedules, centre:edge,..."
     )
     parser.add_argument("--corrections", action="store_true", help="also the correction variants")
+    parser.add_argument("--model", choices=("tiny", "digits"), default="tiny")
     args = parser.parse_args()
 
     import harness
 
     harness.prepare_comfy_imports()
     harness.ComfyHost()
-    import tiny_models
     from support.paper_metrics import per_weight_bias
 
-    from multireward.rewards.colorfulness import Colorfulness
     from multireward.rewards.jpeg import JpegCompressibility
     from multireward.sampling_math.guidance import GuidanceSettings
     from multireward.sampling_math.pareto import default_reference, hypervolume
     from multireward.sampling_math.weights import resolve_weights
 
     torch.set_num_threads(1)
-    model, clip, vae = tiny_models.tiny_sd15(0)
-    rewards = [JpegCompressibility(), Colorfulness()]
+    model, clip, vae, second_reward, text = load_model(args.model)
+    rewards = [JpegCompressibility(), second_reward]
     weights = resolve_weights("", 2, 5)
     guided = args.steps - 1
     methods = methods_for(guided, args)
@@ -107,7 +129,7 @@ def main() -> int:
         for name, fields in methods:
             settings = GuidanceSettings(weights=weights, candidates=args.candidates, seed=seed, **fields)
             soup_steps[name] = settings.chain_soup_steps(guided)
-            runs[name] = run_once(model, clip, vae, rewards, settings, args.steps, seed, args.size)
+            runs[name] = run_once(model, clip, vae, rewards, settings, args.steps, seed, args.size, text=text)
         scores = {
             name: torch.tensor(report["scores"], dtype=torch.float64) for name, (report, _) in runs.items()
         }
@@ -127,7 +149,7 @@ def main() -> int:
     ws_hv = statistics.mean(r[3] for r in ws)
     ws_time = statistics.mean(r[2] for r in ws)
     print(
-        f"tiny SD1.5-shaped model, {args.size}x{args.size}, {args.steps} steps, N = {args.candidates}, "
+        f"{args.model} SD1.5-shaped model, {args.size}x{args.size}, {args.steps} steps, N = {args.candidates}, "
         f"L = 6, M = 2, {args.seeds} paired seeds, correction divided_by_s unless named"
     )
     print(

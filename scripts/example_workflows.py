@@ -108,6 +108,15 @@ def outputs_after(sampler_id: int, report_slot: int | None, prefix: str, x: int 
                 size=(420, 460),
             ),
             NodeSpec(
+                45,
+                "SaveImage",
+                (x + 260, 860),
+                {"filename_prefix": f"{prefix}/grid"},
+                links={"images": (42, 1)},
+                title="Save labelled grid",
+                size=(420, 300),
+            ),
+            NodeSpec(
                 44,
                 "MultiReward_SaveReport",
                 (x, 500),
@@ -154,7 +163,9 @@ def srsoup_sampler(
 
 
 def srsoup_two_rewards() -> list[NodeSpec]:
-    rewards = ["jpeg_compressibility", "colorfulness"]
+    # Two rewards that conflict on photographs and on the demo's grey digits alike (colourfulness
+    # is zero on grey): a simple, small file against fine detail.
+    rewards = ["jpeg_compressibility", "sharpness"]
     return [
         *sd15_front(),
         *reward_loaders(rewards),
@@ -453,7 +464,7 @@ def lora_stochastic_mixer() -> list[NodeSpec]:
 EXAMPLES = {
     "srsoup_two_rewards": (
         srsoup_two_rewards,
-        "SRSoup KSampler: a Pareto front of 6 images trading JPEG compressibility against colourfulness",
+        "SRSoup KSampler: a Pareto front of 6 images trading JPEG compressibility against sharpness",
     ),
     "srsoup_three_rewards": (
         srsoup_three_rewards,

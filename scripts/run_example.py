@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Set up a real ComfyUI with this pack and run a bundled example workflow on the tiny default model.
+"""Set up a real ComfyUI with this pack and run a bundled example workflow on the learned digits model.
 
     python3 scripts/run_example.py                       # SRSoup, two rewards -> outputs/srsoup_example/
     python3 scripts/run_example.py --workflow srsoup_three_rewards --output outputs/three
 
-No model weights can be downloaded here, so the default model is a stock-detectable SD1.5-shaped
-checkpoint with random weights, built once (about 250 MB) and loaded by ComfyUI's own
-CheckpointLoaderSimple. Its images are noise-like; the point is the whole path: the example
-workflow, the real server, the sampler, the rewards, the images, the Pareto plot and the report.
-Sizes and step counts are scaled down for a CPU unless --full is given.
+No model weights can be downloaded here, so the model is the pack's small learned digits model
+(docs/digit_model.md): a stock SD1.5 checkpoint assembled in seconds from the committed weights
+(about 290 MB, once) and loaded by ComfyUI's own CheckpointLoaderSimple. The example runs as
+written, except for the checkpoint, the digits model's prompt and its one trained size (64x64);
+step and candidate counts are scaled down for a CPU unless --full is given. It writes the images,
+the Pareto plot, the labelled grid and the query report.
 """
 
 from __future__ import annotations
@@ -21,17 +22,27 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfy_hosts import HOSTS_DIR, PACK_ROOT, selected
+from comfy_hosts import PACK_ROOT, selected
+from digit_checkpoint import write_digit_checkpoint
 
 HOST = selected()  # MULTIREWARD_HOST=<version>; the primary host when unset
-TINY_CHECKPOINT = "tiny_sd15.safetensors"
-
-#: Scaled-down settings for the tiny model on a CPU: (node type, widget) -> value.
-CPU_SETTINGS = {
+DIGIT_PROMPT = "a handwritten digit 3"
+#: What the digits model needs in place of the example's SD1.5 settings: its prompt (the negative
+#: prompt's words mean nothing to it, so it gets the empty one) and the one size it was trained at.
+DIGIT_SETTINGS = {
+    ("PrimitiveStringMultiline", "value"): DIGIT_PROMPT,
+    ("CLIPTextEncode", "text"): "",
     ("EmptyLatentImage", "width"): 64,
     ("EmptyLatentImage", "height"): 64,
-    ("MultiReward_SRSoupKSampler", "steps"): 8,
-    ("MultiReward_SRSoupKSampler", "candidates"): 6,
+}
+
+#: Scaled-down settings for a CPU: (node type, widget) -> value. For SRSoup: four weight rows, 16
+#: steps, 12 candidates (on the digits model the one-hot rows then end at the front's two ends and
+#: the mixed rows in order between them: docs/images/pareto_front.png).
+CPU_SETTINGS = {
+    ("MultiReward_SRSoupKSampler", "steps"): 16,
+    ("MultiReward_SRSoupKSampler", "candidates"): 12,
+    ("MultiReward_SRSoupKSampler", "grid_divisions"): 3,
     ("MultiReward_SRSoupKSampler", "soup_steps"): 3,
     ("MultiReward_SRSoupSampler", "candidates"): 6,
     ("MultiReward_SRSoupSampler", "soup_steps"): 3,
@@ -49,16 +60,7 @@ def running_in_host_venv() -> bool:
     return Path(sys.prefix).resolve() == HOST.venv.resolve()
 
 
-def build_tiny_checkpoint() -> Path:
-    sys.path.insert(0, str(PACK_ROOT / "tests"))
-    import harness
-    import tiny_models
-
-    harness.prepare_comfy_imports()
-    return tiny_models.write_sd15_checkpoint(HOSTS_DIR / "cache" / "tiny_sd15_checkpoint.safetensors")
-
-
-def scale_down(workflow: dict, object_info: dict, settings: dict = CPU_SETTINGS) -> list[str]:
+def set_widgets(workflow: dict, object_info: dict, settings: dict = CPU_SETTINGS) -> list[str]:
     from workflows import replace_widget
 
     changed = []
@@ -72,19 +74,16 @@ def run(workflow_name: str, output_dir: Path, full: bool) -> int:
     from comfy_server import ComfyServer, error_message
     from workflows import replace_widget, ui_to_api
 
-    checkpoint = build_tiny_checkpoint()
     base_dir = HOST.root / "demo"
-    (base_dir / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
-    link = base_dir / "models" / "checkpoints" / TINY_CHECKPOINT
-    if not link.exists():
-        link.symlink_to(checkpoint)
+    checkpoint = write_digit_checkpoint(base_dir / "models" / "checkpoints")
     output_dir.mkdir(parents=True, exist_ok=True)
     workflow = json.loads((PACK_ROOT / "example_workflows" / f"{workflow_name}.json").read_text())
     with ComfyServer(base_dir, extra_args=("--output-directory", str(output_dir))) as server:
         object_info = server.get("/object_info")
-        replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT, object_info)
+        replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", checkpoint.name, object_info)
+        print("on the digits model:", ", ".join(set_widgets(workflow, object_info, DIGIT_SETTINGS)))
         if not full:
-            print("scaled down for a CPU:", ", ".join(scale_down(workflow, object_info)))
+            print("scaled down for a CPU:", ", ".join(set_widgets(workflow, object_info)))
         print(
             f"running example_workflows/{workflow_name}.json on a real ComfyUI at {server.url} ...",
             flush=True,

@@ -80,6 +80,24 @@ def tiny_checkpoint(comfy, tiny_checkpoint_file) -> str:
     return link.name
 
 
+@pytest.fixture(scope="session")
+def digit_checkpoint_file() -> Path:
+    """The learned digits checkpoint (docs/digit_model.md), assembled once per machine from the
+    committed compact weights (seconds) and cached in the host folder."""
+    from digit_checkpoint import write_digit_checkpoint
+
+    return write_digit_checkpoint(harness.PACK_ROOT / ".host" / "cache")
+
+
+@pytest.fixture(scope="session")
+def digit_checkpoint(comfy, digit_checkpoint_file) -> str:
+    """File name of the digits checkpoint in the in-process host's checkpoints folder."""
+    link = comfy.models_dir("checkpoints") / digit_checkpoint_file.name
+    if not link.exists():
+        link.symlink_to(digit_checkpoint_file)
+    return link.name
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """Which ComfyUI this run tested, and the frontends its servers served."""
     if _maths_only(config):

@@ -31,6 +31,7 @@ import harness
 import install_frontend  # scripts/ (pytest pythonpath)
 import pytest
 from comfy_hosts import PRIMARY, frontend_version
+from digit_checkpoint import CHECKPOINT_NAME, write_digit_checkpoint
 from server_harness import ComfyServer
 
 from example_workflows import LORA_A, LORA_B, STANDARD_CHECKPOINT
@@ -121,7 +122,6 @@ def pytest_collection_modifyitems(items):
         items[i] = item
 
 
-TINY_CHECKPOINT = "tiny_sd15.safetensors"
 FAKE_LORAS = ("style_a.safetensors", "style_b.safetensors", "style_c.safetensors")
 # The README's screenshots are rewritten only on request (MULTIREWARD_UPDATE_IMAGES=1), so that a
 # plain test run leaves the tracked PNGs alone; otherwise they go to .host/screenshots to look at.
@@ -133,16 +133,16 @@ IMAGES_DIR = (
 
 
 def start_server(front_end_root: Path | None) -> ComfyServer:
-    """A real server whose checkpoints folder holds the tiny stock-detectable SD1.5 checkpoint."""
+    """A real server whose checkpoints folder holds the learned digits checkpoint (the runs' previews
+    and the README's screenshots show digits, not noise)."""
     import tiny_models
 
-    cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
-    tiny_models.write_sd15_checkpoint(cache)
+    cache = write_digit_checkpoint(harness.PACK_ROOT / ".host" / "cache")
     running = ComfyServer(front_end_root=front_end_root)
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     # The examples' own file names too: newer frontends mark a node naming a missing file as broken.
-    for name in (TINY_CHECKPOINT, STANDARD_CHECKPOINT):
+    for name in (CHECKPOINT_NAME, STANDARD_CHECKPOINT):
         (checkpoints / name).symlink_to(cache)
     # Names for the Diffusion Blend LoRA lists; the editor tests only choose them, never load them.
     loras = running.base_dir / "models" / "loras"
@@ -226,7 +226,7 @@ class App:
 
     def __init__(self, page, server: ComfyServer, ui: UI):
         self.page, self.server, self.ui = page, server, ui
-        self.checkpoint = TINY_CHECKPOINT
+        self.checkpoint = CHECKPOINT_NAME
         self.page_errors: list[str] = []
         self.templates_dialog = None  # how the first-run templates dialog was closed
         page.on("pageerror", lambda error: self.page_errors.append(f"{error}\n{error.stack}"))

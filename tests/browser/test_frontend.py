@@ -1,7 +1,7 @@
 """The real frontend (comfyui-frontend-package) in Debian's chromium against a real server.
 
 Checks what a user sees: the app boots with our nodes, every example workflow loads with no missing
-nodes, an SRSoup workflow with the tiny checkpoint runs from the Run button, the weights editor keeps
+nodes, an SRSoup workflow with the digits checkpoint runs from the Run button, the weights editor keeps
 rows on the simplex, the live cost estimate equals the report's numbers, and a bad weights row is
 marked on the node with the server's own words before it is queued.
 """
@@ -54,11 +54,11 @@ BUILD_GRAPH = (
         return node;
     };
     const ckpt = add('CheckpointLoaderSimple', [10, 10], {ckpt_name: checkpoint});
-    const pos = add('CLIPTextEncode', [10, 160], {text: 'a red fox in snow'});
+    const pos = add('CLIPTextEncode', [10, 160], {text: 'a handwritten digit 3'});
     const neg = add('CLIPTextEncode', [10, 400], {text: ''});
     const latent = add('EmptyLatentImage', [10, 640], {width: 64, height: 64});
     const sampler = add('MultiReward_SRSoupKSampler', [780, 10], {
-        steps: 4, candidates: 4, soup_steps: 1, grid_divisions: 2, prompt: 'a red fox in snow',
+        steps: 4, candidates: 4, soup_steps: 1, grid_divisions: 2, prompt: 'a handwritten digit 3',
         control_after_generate: 'fixed',
     });
     ckpt.connect(0, sampler, 'model'); ckpt.connect(1, pos, 'clip'); ckpt.connect(1, neg, 'clip');
@@ -656,14 +656,20 @@ def srsoup_example():
 
 SUBSTITUTE = """([workflow, checkpoint, rewards]) => app.loadGraphData(workflow, true, true, null,
         {showMissingNodesDialog: false, showMissingModelsDialog: false}).then(() => {
-    // The tiny checkpoint, small latents, few steps and candidates, weight-free rewards: the
-    // example's own wiring runs in seconds on a CPU.
+    // The digits checkpoint with its prompt and size, few steps and candidates, weight-free
+    // rewards: the example's own wiring runs in seconds on a CPU.
     let sampler = null, r = 0;
     for (const node of app.graph.nodes) {
         const set = (name, value) => { const w = node.widgets?.find((w) => w.name === name); if (w) w.value = value; };
         if (node.type === 'CheckpointLoaderSimple') set('ckpt_name', checkpoint);
+        if (node.type === 'PrimitiveStringMultiline') set('value', 'a handwritten digit 3');
+        if (node.type === 'CLIPTextEncode') set('text', '');
         if (node.type === 'EmptyLatentImage') { set('width', 64); set('height', 64); }
-        if (node.type === 'MultiReward_RewardLoader') set('reward_name', rewards[r++ % rewards.length]);
+        // the example's own reward where it needs no weights file
+        const reward = node.widgets?.find((w) => w.name === 'reward_name');
+        if (node.type === 'MultiReward_RewardLoader' && !rewards.includes(reward.value)) {
+            reward.value = rewards[r++ % rewards.length];
+        }
         if (node.type === 'MultiReward_SRSoupKSampler' && !sampler) {
             sampler = node;
             for (const [k, v] of Object.entries({steps: 3, candidates: 4, soup_steps: 1, grid_divisions: 2,

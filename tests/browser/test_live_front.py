@@ -7,6 +7,7 @@ import shutil
 
 import harness
 import pytest
+from digit_checkpoint import CHECKPOINT_NAME, write_digit_checkpoint
 from server_harness import ComfyServer
 from test_frontend import build_graph, focus_node
 
@@ -15,21 +16,17 @@ pytestmark = pytest.mark.browser
 #: build_graph's run: grid 2, three chains in a 2 x 2 grid of square cells, each with a caption
 #: under it; the server scales a preview to fit 512 x 512 (ComfyUI's --preview-size).
 PREVIEW_SIZE = 512
-CHECKPOINT = "tiny_sd15.safetensors"  # the name App.checkpoint gives build_graph
 
 
 @pytest.fixture(scope="module")
 def server(ui):
     """The module's own server for the UI's frontend, previews on (the shared one runs without,
     ComfyUI's default)."""
-    import tiny_models
-
-    cache = harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
-    tiny_models.write_sd15_checkpoint(cache)
+    cache = write_digit_checkpoint(harness.PACK_ROOT / ".host" / "cache")
     running = ComfyServer(extra_args=("--preview-method", "latent2rgb"), front_end_root=ui.front_end_root())
     checkpoints = running.base_dir / "models" / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / CHECKPOINT).symlink_to(cache)
+    (checkpoints / CHECKPOINT_NAME).symlink_to(cache)  # the name App.checkpoint gives build_graph
     with running:
         yield running
     shutil.rmtree(running.base_dir, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Every bundled example workflow runs on a real server, converted the way the frontend queues it,
-with the tiny checkpoint in place of the standard one."""
+on the learned digits checkpoint in place of the standard one, as the README's demo runs them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import re
 
 import pytest
+from digit_checkpoint import CHECKPOINT_NAME
 from harness import PACK_ROOT
-from run_example import CPU_SETTINGS, TINY_CHECKPOINT, scale_down
+from run_example import CPU_SETTINGS, DIGIT_SETTINGS, set_widgets
 from server_harness import ComfyServer, error_message
 from tiny_models import write_checkpoint_lora
 from workflows import replace_widget, ui_to_api
@@ -24,8 +25,6 @@ EXAMPLES = sorted(path.stem for path in (PACK_ROOT / "example_workflows").glob("
 #: Even smaller than the demo's CPU settings: the suite runs every example.
 TEST_SETTINGS = {
     **CPU_SETTINGS,
-    ("EmptyLatentImage", "width"): 32,
-    ("EmptyLatentImage", "height"): 32,
     **{
         (node, "steps"): 3
         for node in (
@@ -41,14 +40,14 @@ TEST_SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint_file):
+def server(digit_checkpoint_file):
     with ComfyServer() as running:
         folder = running.base_dir / "models" / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / TINY_CHECKPOINT).symlink_to(tiny_checkpoint_file)
-        # The examples name reward LoRAs a user swaps in; tiny random ones fit the tiny checkpoint.
+        (folder / digit_checkpoint_file.name).symlink_to(digit_checkpoint_file)
+        # The examples name reward LoRAs a user swaps in; small random ones fit the checkpoint.
         for seed, name in enumerate((LORA_A, LORA_B), start=1):
-            write_checkpoint_lora(tiny_checkpoint_file, running.base_dir / "models" / "loras" / name, seed)
+            write_checkpoint_lora(digit_checkpoint_file, running.base_dir / "models" / "loras" / name, seed)
         running.object_info = running.get("/object_info")
         yield running
 
@@ -85,10 +84,10 @@ def test_example_runs_on_a_real_server(server, name):
     missing = {node["type"] for node in workflow["nodes"]} - set(server.object_info)
     assert not missing, f"{name} uses node types the server lacks: {missing}"
     assert (
-        replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT, server.object_info)
+        replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", CHECKPOINT_NAME, server.object_info)
         == 1
     )
-    scale_down(workflow, server.object_info, TEST_SETTINGS)
+    set_widgets(workflow, server.object_info, {**DIGIT_SETTINGS, **TEST_SETTINGS})
     log_start = server.log_size()
     entry = server.run(ui_to_api(workflow, server.object_info), timeout=900)
     assert entry["status"]["status_str"] == "success", error_message(entry)

@@ -11,8 +11,9 @@ import json
 import pytest
 import test_example_workflows
 import torch
+from digit_checkpoint import CHECKPOINT_NAME
 from harness import PACK_ROOT
-from run_example import TINY_CHECKPOINT, scale_down
+from run_example import DIGIT_SETTINGS, set_widgets
 from server_harness import error_message
 from test_example_workflows import TEST_SETTINGS
 from workflows import replace_widget, ui_to_api
@@ -23,15 +24,15 @@ pytestmark = pytest.mark.server
 
 SRSOUP = "MultiReward_SRSoupKSampler"
 
-#: The examples' server: the tiny checkpoint under the standard name, the two reward LoRAs.
+#: The examples' server: the digits checkpoint, the two reward LoRAs.
 server = test_example_workflows.server
 
 
 def example_graph(server) -> dict:
-    """The bundled srsoup_on_kl_knob example as the frontend queues it, on the tiny checkpoint."""
+    """The bundled srsoup_on_kl_knob example as the frontend queues it, on the digits checkpoint."""
     workflow = json.loads((PACK_ROOT / "example_workflows" / "srsoup_on_kl_knob.json").read_text())
-    replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", TINY_CHECKPOINT, server.object_info)
-    scale_down(workflow, server.object_info, TEST_SETTINGS)
+    replace_widget(workflow, "CheckpointLoaderSimple", "ckpt_name", CHECKPOINT_NAME, server.object_info)
+    set_widgets(workflow, server.object_info, {**DIGIT_SETTINGS, **TEST_SETTINGS})
     return ui_to_api(workflow, server.object_info)
 
 

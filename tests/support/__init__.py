@@ -6,6 +6,8 @@
 - pack_alias: `multireward.*` importable whatever the checkout's folder is called.
 - reward_references, install_reward_references: independent reward implementations for parity.
 - srsoup_graphs: API-format SRSoup graphs; judges: counting and misbehaving reward servers.
+- digit_model: a small learned SD1.5-layout digits model (committed weights, checkpoint assembly),
+  for the demo, the example-workflow pictures and the benchmarks (docs/digit_model.md).
 
 pytest finds this package through `pythonpath` in pyproject.toml; bench scripts put tests/ on their
 path themselves.
