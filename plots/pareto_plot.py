@@ -65,6 +65,10 @@ class Panel:
         self.x_range = padded_range(xs)
         self.y_range = padded_range(ys)
 
+    def frame(self) -> tuple[int, int, int, int]:
+        """The plotting area's left, top, right and bottom pixels (inside the axes)."""
+        return self.left + self.margin, self.top + 20, self.right - 20, self.bottom - self.margin
+
     def to_pixel(self, x: float, y: float) -> tuple[float, float]:
         x0, x1 = self.x_range
         y0, y1 = self.y_range
@@ -92,10 +96,7 @@ def draw_axes(draw: ImageDraw.ImageDraw, panel: Panel, x_name: str, y_name: str,
         draw.line([(panel.left + panel.margin, py), (panel.right - 20, py)], fill=GRID)
         draw.text((px, panel.bottom - panel.margin + 4), f"{fx:.3g}", fill=AXIS, font=small, anchor="ma")
         draw.text((panel.left + panel.margin - 4, py), f"{fy:.3g}", fill=AXIS, font=small, anchor="rm")
-    draw.rectangle(
-        [panel.left + panel.margin, panel.top + 20, panel.right - 20, panel.bottom - panel.margin],
-        outline=AXIS,
-    )
+    draw.rectangle(list(panel.frame()), outline=AXIS)
     label = font(max(11, size // 40))
     draw.text(((panel.left + panel.right) / 2, panel.bottom - 18), x_name, fill=AXIS, font=label, anchor="mm")
     draw.text((panel.left + panel.margin, panel.top + 2), y_name, fill=AXIS, font=label, anchor="la")
@@ -113,7 +114,7 @@ def draw_front(draw, panel: Panel, data: FrontData, i: int, j: int, size: int, t
     for k in range(len(points)):
         px, py = panel.to_pixel(float(points[k, 0]), float(points[k, 1]))
         if thumbnails is not None:
-            paste_thumbnail(canvas, thumbnails[k], px, py, size // 12)
+            paste_thumbnail(canvas, thumbnails[k], px, py, size // 12, panel.frame())
         colour = FRONT if k in front else DOMINATED
         draw.ellipse([px - radius, py - radius, px + radius, py + radius], fill=colour)
         draw.text((px + radius + 2, py + radius), data.labels[k], fill=AXIS, font=label_font, anchor="la")
@@ -124,10 +125,22 @@ def draw_front(draw, panel: Panel, data: FrontData, i: int, j: int, size: int, t
     draw.text((rx, ry), "+ ref", fill=REFERENCE, font=label_font, anchor="lb")
 
 
-def paste_thumbnail(canvas: Image.Image, image: torch.Tensor, px: float, py: float, side: int) -> None:
+def paste_thumbnail(
+    canvas: Image.Image,
+    image: torch.Tensor,
+    px: float,
+    py: float,
+    side: int,
+    frame: tuple[int, int, int, int],
+) -> None:
+    """Above-left of its point (the label goes below-right), kept inside the plotting area so that a
+    point near an edge never covers the axes' numbers or names."""
     array = (image.clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
     thumb = Image.fromarray(array[..., :3]).resize((side, side))
-    canvas.paste(thumb, (int(px - side - 4), int(py - side - 4)))  # above-left: the label goes below-right
+    left, top, right, bottom = frame
+    x = min(max(int(px - side - 4), left + 1), right - side - 1)
+    y = min(max(int(py - side - 4), top + 1), bottom - side - 1)
+    canvas.paste(thumb, (x, y))
 
 
 def pareto_plot(data: FrontData, size: int = 768, thumbnails: torch.Tensor | None = None) -> Image.Image:

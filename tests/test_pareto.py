@@ -43,6 +43,21 @@ def test_a_dominated_point_alone_draws_no_front_line():
     assert red_pixels(pareto_plot(three, size=300)) > red_pixels(single)
 
 
+def test_thumbnails_stay_inside_the_plotting_area():
+    """Thumbnails of points at the corners of the range never cover the axes' numbers or names."""
+    data = FrontData.from_report(report([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]))
+    green = torch.zeros(3, 32, 32, 3)
+    green[..., 1] = 1.0
+    picture = np.asarray(pareto_plot(data, size=400, thumbnails=green)).astype("int64")
+    is_green = (picture[..., 0] == 0) & (picture[..., 1] == 255) & (picture[..., 2] == 0)
+    rows, columns = np.nonzero(is_green)
+    assert len(rows) >= 0.8 * 3 * (400 // 12) ** 2  # all three drawn (points and labels go on top)
+    # The frame of the one panel (Panel.frame with the default margin, below the 70-pixel legend).
+    left, top, right, bottom = 60, 70 + 20, 400 - 20, 70 + 400 - 60
+    assert columns.min() > left and columns.max() < right
+    assert rows.min() > top and rows.max() < bottom
+
+
 def test_three_rewards_give_a_pairwise_matrix():
     data = FrontData.from_report(report([[0.0, 1.0, 0.2], [1.0, 0.0, 0.5], [0.4, 0.4, 0.9]]))
     assert pareto_plot(data, size=256).size == (3 * 256, 256 + 70)
