@@ -40,9 +40,9 @@ PRIMARY_PYTHON="$(host_python 0.33.0)"
 "$PRIMARY_PYTHON" -m ruff format --check .
 
 # What both runs share, made before they start: the reward parity tests' reference implementations
-# (kept out of the venvs: --no-deps --target) and the tiny stock-detectable checkpoint.
+# (kept out of the venvs: --no-deps --target) and the test checkpoints (random tiny, learned digits).
 "$PRIMARY_PYTHON" tests/support/install_reward_references.py
-"$PRIMARY_PYTHON" -c 'import sys; sys.path.insert(0, "scripts"); import run_example; run_example.build_tiny_checkpoint()'
+PYTHONPATH=tests:scripts "$PRIMARY_PYTHON" -c 'import harness; harness.build_shared_checkpoints()'
 
 # run_on VERSION PYTEST_ARGS...: one pytest run on one host, its output in $logs/VERSION.log.
 run_on() {

@@ -62,13 +62,7 @@ def comfy() -> harness.ComfyHost:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint_file() -> Path:
-    """A stock-detectable SD1.5 checkpoint (320 channels, the fixed-size CLIP-L text encoder, a
-    TAESD VAE). Built once per machine (about 250 MB) and cached in the host folder."""
-    import tiny_models
-
-    return tiny_models.write_sd15_checkpoint(
-        harness.PACK_ROOT / ".host" / "cache" / "tiny_sd15_checkpoint.safetensors"
-    )
+    return harness.tiny_checkpoint_file()
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +76,7 @@ def tiny_checkpoint(comfy, tiny_checkpoint_file) -> str:
 
 @pytest.fixture(scope="session")
 def digit_checkpoint_file() -> Path:
-    """The learned digits checkpoint (docs/digit_model.md), assembled once per machine from the
-    committed compact weights (seconds) and cached in the host folder."""
-    from digit_checkpoint import write_digit_checkpoint
-
-    return write_digit_checkpoint(harness.PACK_ROOT / ".host" / "cache")
+    return harness.digit_checkpoint_file()
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,31 @@ def prepare_comfy_imports(any_python: bool = False) -> Path:
     return _comfy_base_dir
 
 
+CHECKPOINT_CACHE = PACK_ROOT / ".host" / "cache"
+
+
+def tiny_checkpoint_file() -> Path:
+    """A stock-detectable SD1.5 checkpoint (320 channels, the fixed-size CLIP-L text encoder, a
+    TAESD VAE) with random weights. Built once per machine (about 250 MB), cached in .host/cache."""
+    prepare_comfy_imports()
+    import tiny_models
+
+    return tiny_models.write_sd15_checkpoint(CHECKPOINT_CACHE / "tiny_sd15_checkpoint.safetensors")
+
+
+def digit_checkpoint_file() -> Path:
+    """The learned digits checkpoint (docs/digit_model.md), assembled once per machine from the
+    committed compact weights (seconds), cached in .host/cache."""
+    from digit_checkpoint import write_digit_checkpoint
+
+    return write_digit_checkpoint(CHECKPOINT_CACHE)
+
+
+def build_shared_checkpoints() -> None:
+    """Both checkpoints, made before the two hosts' test runs start so they never race to write them."""
+    print(f"test checkpoints: {tiny_checkpoint_file()}, {digit_checkpoint_file()}")
+
+
 # Every key main.py passes (ComfyUI 0.23+ reads "ram_inactive" on every prompt; older ones ignore it).
 NO_CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
 
