@@ -33,10 +33,22 @@ def pytest_configure(config):
         harness.prepare_comfy_imports()
 
 
+# The order tiers run in. The browser tier goes last: playwright's sync API keeps an event loop
+# running in the main thread for as long as its session-wide browser lives, and every in-process
+# ComfyUI test after it would fail on asyncio.run ("cannot be called from a running event loop").
+TIER_ORDER = ("math", "comfy", "server", "serving", "browser")
+
+
+def _tier(item: pytest.Item) -> str:
+    folder = Path(item.path).resolve().relative_to(TESTS_DIR).parts[0]
+    return TIER_FOLDERS.get(folder, "comfy")
+
+
+@pytest.hookimpl(trylast=True)  # after tests/browser's own grouping, which this sort keeps
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        folder = Path(item.path).resolve().relative_to(TESTS_DIR).parts[0]
-        item.add_marker(TIER_FOLDERS.get(folder, "comfy"))
+        item.add_marker(_tier(item))
+    items.sort(key=lambda item: TIER_ORDER.index(_tier(item)))
 
 
 @pytest.fixture(autouse=True)
