@@ -10,7 +10,8 @@ writes `digits_thick.safetensors` and `digits_thin.safetensors` there: kohya-for
 zero-padded to the full-size keys and shapes of the assembled checkpoint
 (scripts/digit_checkpoint.py), so ComfyUI's stock LoraLoaderModelOnly and the blend nodes load
 them. Deterministic from --seed for a given --threads (the same bytes); about 20 s of CPU per
-LoRA at the defaults (rank 4, 150 steps of batch 32). Dev-only (bench/bench_blend_digits.py uses it); the pack never imports it.
+LoRA at the defaults (rank 4, 150 steps of batch 32). Dev-only: bench/bench_blend_digits.py uses
+it; the pack never imports it.
 """
 
 from __future__ import annotations
