@@ -12,7 +12,7 @@ unset MULTIREWARD_HOST # each command below names its host; unset, the primary o
 
 logs="$(mktemp -d)"
 # A failure stops whatever still runs in the background.
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$logs"' EXIT
 
 python3 scripts/install_host.py 0.3.75 >"$logs/install-0.3.75.log" 2>&1 &
 oldest_install=$!
