@@ -112,11 +112,8 @@ def _scatter(full: torch.Tensor, narrow: torch.Tensor, axes: list, index_sets: d
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def assembled_source(path: Path) -> str | None:
