@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import node_reference
 import pytest
 from harness import COMFYUI_CHECKS_COMBO_VALUES
 from server_harness import ComfyServer, error_message
@@ -39,6 +40,13 @@ def test_pack_loads_without_import_failures(server):
     assert "IMPORT FAILED" not in "\n".join(line for line in log.splitlines() if "multireward" in line), log
     info = server.get("/object_info/MultiReward_RewardScore")
     assert info["MultiReward_RewardScore"]["category"] == "multireward/rewards"
+
+
+def test_node_reference_matches_the_running_pack(server):
+    """docs/nodes.md is what this ComfyUI's /object_info says of the pack's nodes, on each version."""
+    written = (node_reference.PACK_ROOT / "docs" / "nodes.md").read_text()
+    current = node_reference.render(server.get("/object_info"))
+    assert current == written, "docs/nodes.md is stale: run scripts/node_reference.py"
 
 
 def test_scores_come_back_through_the_server(server):
