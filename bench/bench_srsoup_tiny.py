@@ -39,7 +39,7 @@ def run_once(
     latent = {"samples": torch.zeros(1, 4, size // 8, size // 8)}
     started = time.perf_counter()
     with torch.inference_mode():
-        _, report = sample_front(
+        front, report = sample_front(
             model,
             positive,
             negative,
@@ -53,7 +53,7 @@ def run_once(
             cfg=4.0,
             scheduler="normal",
         )
-    return report, time.perf_counter() - started
+    return report, time.perf_counter() - started, front["samples"]
 
 
 def load_model(name: str):
@@ -75,10 +75,12 @@ def load_model(name: str):
 
 
 def methods_for(guided: int, args) -> list[tuple[str, dict]]:
-    """(label, GuidanceSettings fields) of every method: weighted sum, fixed K, per-chain K, and
-    with --corrections the correction variants at 40% and 70% of the guided steps."""
+    """(label, GuidanceSettings fields) of every method: weighted sum, fixed K at the --fixed
+    fractions of the guided steps, per-chain K, and with --corrections the correction variants at
+    40% and 70% of the guided steps."""
     methods = [("weighted_sum", {"mode": "weighted_sum"})]
-    for k in sorted({0, guided // 5, (2 * guided) // 5, (7 * guided) // 10, guided}):
+    fixed = sorted({round(float(f) * guided) for f in filter(None, args.fixed.split(","))})
+    for k in fixed:
         methods.append((f"fixed K={k}", {"mode": "srsoup", "soup_steps": k}))
     for pair in filter(None, args.per_chain.split(",")):
         centre, edge = (float(v) for v in pair.split(":"))
@@ -92,81 +94,156 @@ def methods_for(guided: int, args) -> list[tuple[str, dict]]:
     return methods
 
 
+_loaded: dict = {}  # per process: the host is started and the model loaded once for all its seeds
+
+
+def start_host() -> None:
+    """An in-process ComfyUI host and the pack's `multireward` name (once per process)."""
+    if "host" not in _loaded:
+        import harness
+
+        harness.prepare_comfy_imports()
+        _loaded["host"] = harness.ComfyHost()
+        torch.set_num_threads(1)
+
+
+def run_seed(seed: int, args) -> dict[str, dict]:
+    """Every method from one seed's noise: {label: queries, passes, seconds, scores, K per chain}."""
+    start_host()
+    from multireward.rewards.jpeg import JpegCompressibility
+    from multireward.sampling_math.guidance import GuidanceSettings
+    from multireward.sampling_math.weights import resolve_weights
+
+    if "model" not in _loaded:
+        _loaded["model"] = load_model(args.model)
+    model, clip, vae, second_reward, text = _loaded["model"]
+    rewards = [JpegCompressibility(), second_reward]
+    weights = resolve_weights("", 2, 5)
+    guided = args.steps - 1
+    runs = {}
+    for name, fields in methods_for(guided, args):
+        settings = GuidanceSettings(weights=weights, candidates=args.candidates, seed=seed, **fields)
+        report, seconds, latents = run_once(
+            model, clip, vae, rewards, settings, args.steps, seed, args.size, text=text
+        )
+        runs[name] = {
+            "queries": report["queries"],
+            "passes": report["lookahead_passes"],
+            "seconds": seconds,
+            "scores": report["scores"],
+            "soup_steps": settings.chain_soup_steps(guided),
+        }
+        if args.pictures and seed == 0:
+            with torch.inference_mode():
+                runs[name]["images"] = vae.decode(latents).cpu()
+            runs[name]["first_weights"] = weights[:, 0].tolist()
+    print(f"seed {seed} done", file=sys.stderr, flush=True)
+    return runs
+
+
+def run_seeds(args) -> list[dict[str, dict]]:
+    """run_seed for every seed, in --jobs worker processes (each with one torch thread)."""
+    seeds = range(args.seeds)
+    if args.jobs == 1:
+        return [run_seed(seed, args) for seed in seeds]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: ComfyUI's globals unshared
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        return list(pool.map(run_seed, seeds, [args] * len(seeds)))
+
+
+def summarise(per_seed: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per method: hypervolume against weighted sum's (one reference point per seed, shared by all
+    methods), as a ratio of means and as the paired per-seed ratio with its standard error, the
+    seeds where it is at least weighted sum's, and the mean over seeds of the largest per-weight bias."""
+    start_host()
+    from support.paper_metrics import per_weight_bias
+
+    from multireward.sampling_math.pareto import default_reference, hypervolume
+
+    table: dict[str, dict] = {name: {"hv": [], "bias": [], "seconds": []} for name in per_seed[0]}
+    for runs in per_seed:
+        scores = {name: torch.tensor(run["scores"], dtype=torch.float64) for name, run in runs.items()}
+        reference = default_reference(torch.cat(list(scores.values())))
+        for name, run in runs.items():
+            table[name]["hv"].append(hypervolume(scores[name], reference))
+            table[name]["bias"].append(float(per_weight_bias(scores[name], scores["weighted_sum"]).max()))
+            table[name]["seconds"].append(run["seconds"])
+    baseline = table["weighted_sum"]
+    for row in table.values():
+        ratios = [hv / ws for hv, ws in zip(row["hv"], baseline["hv"], strict=True)]
+        row["hv_of_means"] = statistics.mean(row["hv"]) / statistics.mean(baseline["hv"])
+        row["paired"] = statistics.mean(ratios)
+        row["paired_se"] = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else 0.0
+        row["at_least"] = sum(r >= 1.0 for r in ratios)
+        row["time_x"] = statistics.mean(baseline["seconds"]) / statistics.mean(row["seconds"])
+    return table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--fixed", default="0,0.2,0.4,0.7,1", help="fixed K as fractions of the guided steps")
     parser.add_argument(
         "--per-chain", default="0.0:1.0,0.2:1.0,0.4:1.0", help="per-chain schedules, centre:edge,..."
     )
     parser.add_argument("--corrections", action="store_true", help="also the correction variants")
     parser.add_argument("--model", choices=("tiny", "digits"), default="tiny")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes, seeds shared among them")
+    parser.add_argument("--pictures", type=Path, help="write seed 0's images there, a row per method")
     args = parser.parse_args()
 
-    import harness
-
-    harness.prepare_comfy_imports()
-    harness.ComfyHost()
-    from support.paper_metrics import per_weight_bias
-
-    from multireward.rewards.jpeg import JpegCompressibility
-    from multireward.sampling_math.guidance import GuidanceSettings
-    from multireward.sampling_math.pareto import default_reference, hypervolume
-    from multireward.sampling_math.weights import resolve_weights
-
-    torch.set_num_threads(1)
-    model, clip, vae, second_reward, text = load_model(args.model)
-    rewards = [JpegCompressibility(), second_reward]
-    weights = resolve_weights("", 2, 5)
-    guided = args.steps - 1
-    methods = methods_for(guided, args)
-    rows: dict[str, list] = {name: [] for name, _ in methods}
-    soup_steps = {}
-    for seed in range(args.seeds):
-        runs = {}
-        for name, fields in methods:
-            settings = GuidanceSettings(weights=weights, candidates=args.candidates, seed=seed, **fields)
-            soup_steps[name] = settings.chain_soup_steps(guided)
-            runs[name] = run_once(model, clip, vae, rewards, settings, args.steps, seed, args.size, text=text)
-        scores = {
-            name: torch.tensor(report["scores"], dtype=torch.float64) for name, (report, _) in runs.items()
-        }
-        reference = default_reference(torch.cat(list(scores.values())))
-        baseline = scores["weighted_sum"]
-        for name, (report, seconds) in runs.items():
-            rows[name].append(
-                (
-                    report["queries"],
-                    report["lookahead_passes"],
-                    seconds,
-                    hypervolume(scores[name], reference),
-                    float(per_weight_bias(scores[name], baseline).max()),
-                )
-            )
-    ws = rows["weighted_sum"]
-    ws_hv = statistics.mean(r[3] for r in ws)
-    ws_time = statistics.mean(r[2] for r in ws)
+    per_seed = run_seeds(args)
+    table = summarise(per_seed)
+    first = per_seed[0]
     print(
         f"{args.model} SD1.5-shaped model, {args.size}x{args.size}, {args.steps} steps, N = {args.candidates}, "
         f"L = 6, M = 2, {args.seeds} paired seeds, correction divided_by_s unless named"
     )
     print(
         f"{'method':<28}{'K per chain':>22}{'queries':>9}{'passes':>8}{'query x':>9}{'time x':>8}"
-        f"{'HV / WS':>9}{'max bias':>10}"
+        f"{'HV / WS':>9}{'paired ± se':>15}{'>= WS':>7}{'max bias':>10}"
     )
-    for name, values in rows.items():
-        queries, passes = values[0][0], values[0][1]
-        hv = statistics.mean(v[3] for v in values)
-        seconds = statistics.mean(v[2] for v in values)
-        bias = statistics.mean(v[4] for v in values)
-        chains = ",".join(str(k) for k in soup_steps[name])
+    ws_queries = first["weighted_sum"]["queries"]
+    for name, row in table.items():
+        run = first[name]
+        chains = ",".join(str(k) for k in run["soup_steps"])
+        paired = f"{row['paired']:.3f} ± {row['paired_se']:.3f}"
         print(
-            f"{name:<28}{chains:>22}{queries:>9}{passes:>8}{ws[0][0] / queries:>9.2f}"
-            f"{ws_time / seconds:>8.2f}{hv / ws_hv:>9.3f}{bias:>10.3f}"
+            f"{name:<28}{chains:>22}{run['queries']:>9}{run['passes']:>8}{ws_queries / run['queries']:>9.2f}"
+            f"{row['time_x']:>8.2f}{row['hv_of_means']:>9.3f}{paired:>15}{row['at_least']:>7}"
+            f"{statistics.mean(row['bias']):>10.3f}"
         )
+    if args.pictures:
+        write_pictures(first, args.pictures)
     return 0
+
+
+def short_label(method: str) -> str:
+    """A caption-sized method name: WS, K=6, pc (the rows keep the table's order)."""
+    if method == "weighted_sum":
+        return "WS"
+    return method.split()[1] if method.startswith("fixed") else "pc"
+
+
+def write_pictures(runs: dict[str, dict], path: Path) -> None:
+    """One row per method, one column per weight row (first reward's weight / second's), from one
+    noise; images enlarged 2x (nearest) so the captions fit."""
+    from multireward.plots.pareto_plot import labelled_grid
+
+    chains = len(runs["weighted_sum"]["first_weights"])
+    images = torch.cat([run["images"] for run in runs.values()]).movedim(-1, 1)
+    images = torch.nn.functional.interpolate(images, scale_factor=2, mode="nearest").movedim(1, -1)
+    labels = [
+        f"{short_label(name)} {weight:.1f}" for name, run in runs.items() for weight in run["first_weights"]
+    ]
+    labelled_grid(images, labels, columns=chains).save(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
