@@ -1,14 +1,16 @@
 """SRSoup against weighted sum on a small SD1.5-shaped model inside a real (in-process) ComfyUI.
 
     .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py [--seeds 3] [--steps 10] [--candidates 8]
-    .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py --model digits --size 64
+    .host/comfyui-0.33.0/venv/bin/python bench/bench_srsoup_tiny.py --model digits --size 64 \
+        --seeds 16 --steps 15 --candidates 16 --fixed 0.4,0.7 --per-chain 0.0:1.0 --jobs 2 --pictures front.png
 
 The same CFG model, VAE and rewards the nodes use, over paired seeds: every method starts from the
 same noise. --model tiny (random weights, JPEG compressibility vs colourfulness) or digits (the
 learned digits checkpoint of docs/digit_model.md, "a handwritten digit 3", JPEG compressibility vs
 sharpness: colourfulness is zero on grey digits). Prints queries, look-ahead passes, wall time,
 hypervolume (one reference point per seed, shared by all methods) and the per-weight bias of
-SRSoup against weighted sum. Random weights make the look-ahead landscape rougher than a trained
+SRSoup against weighted sum (--jobs shares the seeds among worker processes: on a CPU, one per
+core). Random weights make the look-ahead landscape rougher than a trained
 model's; the table says where the tiny model agrees with the toy and where not.
 """
 
