@@ -17,6 +17,7 @@ model's; the table says where the tiny model agrees with the toy and where not.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -81,6 +82,8 @@ def methods_for(guided: int, args) -> list[tuple[str, dict]]:
     fractions of the guided steps, per-chain K, and with --corrections the correction variants at
     40% and 70% of the guided steps."""
     methods = [("weighted_sum", {"mode": "weighted_sum"})]
+    if args.noise_floor:  # weighted sum again with other candidate noises: how far chance alone moves it
+        methods.append(("WS, other candidates", {"mode": "weighted_sum", "candidate_seed_offset": 1_000_003}))
     fixed = sorted({round(float(f) * guided) for f in filter(None, args.fixed.split(","))})
     for k in fixed:
         methods.append((f"fixed K={k}", {"mode": "srsoup", "soup_steps": k}))
@@ -124,7 +127,11 @@ def run_seed(seed: int, args) -> dict[str, dict]:
     guided = args.steps - 1
     runs = {}
     for name, fields in methods_for(guided, args):
-        settings = GuidanceSettings(weights=weights, candidates=args.candidates, seed=seed, **fields)
+        fields = dict(fields)
+        candidate_seed = seed + fields.pop("candidate_seed_offset", 0)
+        settings = GuidanceSettings(
+            weights=weights, candidates=args.candidates, seed=candidate_seed, **fields
+        )
         report, seconds, latents = run_once(
             model, clip, vae, rewards, settings, args.steps, seed, args.size, text=text
         )
@@ -198,9 +205,19 @@ def main() -> int:
     parser.add_argument("--model", choices=("tiny", "digits"), default="tiny")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes, seeds shared among them")
     parser.add_argument("--pictures", type=Path, help="write seed 0's images there, a row per method")
+    parser.add_argument(
+        "--noise-floor", action="store_true", help="also weighted sum with other candidate noises"
+    )
+    parser.add_argument("--save", type=Path, help="write every seed's scores and counts there (JSON)")
     args = parser.parse_args()
 
     per_seed = run_seeds(args)
+    if args.save:
+        kept = [
+            {name: {k: v for k, v in run.items() if k != "images"} for name, run in runs.items()}
+            for runs in per_seed
+        ]
+        args.save.write_text(json.dumps({"arguments": sys.argv[1:], "seeds": kept}, indent=1))
     table = summarise(per_seed)
     first = per_seed[0]
     print(
@@ -228,8 +245,8 @@ def main() -> int:
 
 def short_label(method: str) -> str:
     """A caption-sized method name: WS, K=6, pc (the rows keep the table's order)."""
-    if method == "weighted_sum":
-        return "WS"
+    if method.startswith("W"):
+        return "WS" if method == "weighted_sum" else "WS'"
     return method.split()[1] if method.startswith("fixed") else "pc"
 
 
