@@ -9,9 +9,10 @@ same noise. --model tiny (random weights, JPEG compressibility vs colourfulness)
 learned digits checkpoint of docs/digit_model.md, "a handwritten digit 3", JPEG compressibility vs
 sharpness: colourfulness is zero on grey digits). Prints queries, look-ahead passes, wall time,
 hypervolume (one reference point per seed, shared by all methods) and the per-weight bias of
-SRSoup against weighted sum (--jobs shares the seeds among worker processes: on a CPU, one per
-core). Random weights make the look-ahead landscape rougher than a trained
-model's; the table says where the tiny model agrees with the toy and where not.
+SRSoup against weighted sum. --jobs shares the seeds among worker processes (on a CPU, one per
+core); --noise-floor adds weighted sum with other candidate noises, to see how far chance alone
+moves it. Random weights make the look-ahead landscape rougher than a trained model's; the table
+says where the tiny model agrees with the toy and where not.
 """
 
 from __future__ import annotations

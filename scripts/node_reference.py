@@ -92,7 +92,8 @@ def main() -> int:
         text = render(server.get("/object_info"))
     OUTPUT.parent.mkdir(exist_ok=True)
     OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(PACK_ROOT)} ({text.count(chr(10) + '## ')} nodes)")
+    sections = text.count("\n## ")
+    print(f"wrote {OUTPUT.relative_to(PACK_ROOT)} ({sections} nodes)")
     return 0
 
 
