@@ -7,6 +7,7 @@ applied to the final latents, and the previews that reach ComfyUI's progress-bar
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from support.srsoup_graphs import srsoup_graph
@@ -79,16 +80,21 @@ def test_every_step_previews_all_chains_as_one_grid(comfy, monkeypatch, previews
     for k in range(chains.shape[0]):
         picture = stock_picture(chains[k])
         scale = 128 // picture.size[0]
-        expected = torch.tensor(list(picture.resize((128, 128), 0).getdata()), dtype=torch.int16)
+        expected = pixels(picture.resize((128, 128), 0))
         cells.append(expected)
         column, row = k % 2, k // 2
         caption = (grid.size[1] - 2 * 128) // 2
         box = (column * 128, row * (128 + caption), column * 128 + 128, row * (128 + caption) + 128)
-        got = torch.tensor(list(grid.crop(box).convert("RGB").getdata()), dtype=torch.int16)
+        got = pixels(grid.crop(box).convert("RGB"))
         assert scale == 32 and got.shape == expected.shape
         assert (got - expected).abs().max() <= 2, k
     assert grid.size == (2 * 128, 2 * (128 + caption)) and caption > 0
     assert not torch.equal(cells[0], cells[-1])  # the chains differ, so the order is checked
+
+
+def pixels(picture) -> torch.Tensor:
+    """A picture's RGB values as signed integers (so differences can go below zero)."""
+    return torch.from_numpy(np.asarray(picture)).to(torch.int16)
 
 
 def test_no_grid_work_when_previews_are_off(comfy, monkeypatch, previews, previewer_calls):
